@@ -1,0 +1,32 @@
+"""Installs uae-tf: the library `uae_tf`, the model package `autoencoders`, and the `uae` CLI."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+
+def _requirements():
+    lines = (HERE / "requirements.txt").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+setup(
+    name="uae-tf",
+    version="0.1.0",
+    description=(
+        "Unsupervised adversarial examples (MINE + MinMax) and their use as data "
+        "augmentation, in Keras 3 / TensorFlow 2."
+    ),
+    long_description=(HERE / "README.md").read_text() if (HERE / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["uae_tf", "uae_tf.*", "autoencoders", "autoencoders.*"]),
+    package_data={"uae_tf": ["data/*.npz", "data/*.md"]},
+    include_package_data=True,
+    install_requires=_requirements(),
+    extras_require={"test": ["pytest>=7", "nbclient>=0.9", "nbformat>=5.9", "ipykernel>=6"]},
+    entry_points={"console_scripts": ["uae=uae_tf.cli:main"]},
+    license="Apache-2.0",
+)

@@ -1,0 +1,68 @@
+"""Shared fixtures: real data (the embedded MNIST subset) and small trained models."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import autoencoders  # noqa: E402
+from uae_tf import datasets  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def mnist5k():
+    """The embedded 5,000-digit MNIST subset: ``(x_train, y_train, x_test, y_test)``."""
+    x_train, y_train = datasets.load("mnist5k", "train")
+    x_test, y_test = datasets.load("mnist5k", "test")
+    return x_train, y_train, x_test, y_test
+
+
+def _train(arch, x, epochs, seed=0):
+    keras.utils.set_random_seed(seed)
+    model = autoencoders.build(arch, x.shape[1:], seed=seed)
+    model.fit(x, x, epochs=epochs, batch_size=100, verbose=0)
+    return autoencoders.reconstruction_model(model)
+
+
+@pytest.fixture(scope="session")
+def conv_ae(mnist5k):
+    """The paper's conv autoencoder, trained 3 epochs on the mnist5k training split."""
+    return _train("conv", mnist5k[0], epochs=3)
+
+
+@pytest.fixture(scope="session")
+def dense_ae(mnist5k):
+    """The paper's dense autoencoder, trained 5 epochs on the mnist5k training split."""
+    return _train("dense", mnist5k[0], epochs=5)
+
+
+@pytest.fixture(scope="session")
+def classifier(mnist5k):
+    """A small conv classifier (logits) trained 3 epochs on mnist5k."""
+    x, y = mnist5k[0], mnist5k[1]
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input(x.shape[1:]),
+            keras.layers.Conv2D(8, 3, activation="relu"),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Flatten(),
+            keras.layers.Dense(32, activation="relu"),
+            keras.layers.Dense(10),
+        ]
+    )
+    model.compile(
+        optimizer="adam",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    model.fit(x, y, epochs=3, batch_size=64, verbose=0)
+    return model
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)

@@ -1,0 +1,148 @@
+"""Tests of the ``uae`` command line (uae_tf.cli), run in-process on the embedded data."""
+
+import contextlib
+import io
+import json
+import runpy
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from uae_tf import datasets
+from uae_tf.cli import main
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """``(out dir, exit code, stdout)`` of one epoch of ``uae train`` (conv, mnist5k)."""
+    out = tmp_path_factory.mktemp("cli") / "conv-mnist5k"
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        code = main(
+            ["train", "--arch", "conv", "--dataset", "mnist5k", "--epochs", "1", "--out", str(out)]
+        )
+    return out, code, stdout.getvalue()
+
+
+def _last_json_line(text):
+    return json.loads(text.strip().splitlines()[-1])
+
+
+def _one_error_line(stderr):
+    """Returns the single ``uae: error:`` line of ``stderr``, checking there is no more."""
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("uae: error: ")
+    return lines[0]
+
+
+def test_train_writes_model_and_record(trained):
+    out, code, stdout = trained
+    assert code == 0
+    assert (out / "model.keras").is_file()
+    record = json.loads((out / "train.json").read_text())
+    assert {"history", "config", "versions", "seconds", "train_reconstruction_error"} <= set(record)
+    assert len(record["history"]["loss"]) == 1
+    assert record["config"]["arch"] == "conv" and record["config"]["epochs"] == 1
+    summary = _last_json_line(stdout)
+    assert summary["out"] == str(out)
+    assert summary["epochs"] == 1
+    assert summary["final_loss"] == record["history"]["loss"][-1]
+
+
+def test_evaluate_prints_reconstruction_error_as_last_line(trained, capsys):
+    out, _, _ = trained
+    assert main(["evaluate", "--model", str(out), "--dataset", "mnist5k"]) == 0
+    result = _last_json_line(capsys.readouterr().out)
+    assert 0 < result["reconstruction_error"] < 1
+    assert result["n"] == 1000
+    assert (result["dataset"], result["split"]) == ("mnist5k", "test")
+
+
+def test_evaluate_on_other_image_shape_is_one_clear_error(trained, capsys):
+    out, _, _ = trained
+    assert main(["evaluate", "--model", str(out), "--dataset", "digits"]) == 1
+    line = _one_error_line(capsys.readouterr().err)
+    assert "(28, 28, 1)" in line and "8, 8, 1)" in line
+
+
+def test_evaluate_missing_model_names_the_path(tmp_path, capsys):
+    missing = tmp_path / "no-such-run"
+    assert main(["evaluate", "--model", str(missing), "--dataset", "mnist5k"]) == 1
+    assert str(missing) in _one_error_line(capsys.readouterr().err)
+
+
+def test_evaluate_corrupt_model_is_one_clear_error(tmp_path, capsys):
+    (tmp_path / "model.keras").write_bytes(b"\x00garbage, not a zip archive" * 20)
+    assert main(["evaluate", "--model", str(tmp_path), "--dataset", "mnist5k"]) == 1
+    line = _one_error_line(capsys.readouterr().err)
+    assert "model.keras is not a readable Keras model" in line
+
+
+def test_dataset_unavailable_is_one_line_with_exit_code_1(trained, capsys, monkeypatch):
+    def unavailable(name, split="train", data_dir=None, download=True):
+        raise datasets.DatasetUnavailableError(f"Dataset {name!r} is not cached.\n  fetch it")
+
+    monkeypatch.setattr(datasets, "load", unavailable)
+    out, _, _ = trained
+    assert main(["evaluate", "--model", str(out), "--dataset", "mnist"]) == 1
+    assert "Dataset 'mnist' is not cached. fetch it" in _one_error_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize(
+    "argv, named",
+    [
+        (["train", "--arch", "vae", "--dataset", "mnist5k", "--out", "x"], "'vae'"),
+        (["train", "--arch", "conv", "--dataset", "imagenet", "--out", "x"], "'imagenet'"),
+        (["train", "--arch", "conv", "--dataset", "mnist5k", "--epochs", "0", "--out", "x"],
+         "--epochs"),
+        (["train", "--arch", "conv", "--dataset", "mnist5k"], "--out"),
+        (["evaluate", "--model", "x", "--dataset", "mnist5k", "--split", "val"], "'val'"),
+        (["attack"], "'attack'"),
+    ],
+    ids=["arch", "dataset", "epochs", "no-out", "split", "command"],
+)
+def test_bad_arguments_exit_2_with_one_line(argv, named, capsys):
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert named in _one_error_line(captured.err)
+    assert captured.out == ""
+
+
+def test_help_lists_commands_and_options(capsys):
+    assert main(["--help"]) == 0
+    text = capsys.readouterr().out
+    assert "train" in text and "evaluate" in text and "examples:" in text
+
+    assert main(["train", "--help"]) == 0
+    text = capsys.readouterr().out
+    for option in ("--arch", "--dataset", "--epochs", "--batch-size", "--seed", "--out", "conv"):
+        assert option in text
+    assert "examples:" in text
+
+    assert main(["evaluate", "--help"]) == 0
+    text = capsys.readouterr().out
+    for option in ("--model", "--dataset", "--split", "reconstruction"):
+        assert option in text
+
+
+def test_python_dash_m_runs_the_cli(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["uae", "--help"])
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_module("uae_tf", run_name="__main__")
+    assert exit_.value.code == 0
+    assert "evaluate" in capsys.readouterr().out
+
+
+def test_installed_console_script_help():
+    executable = shutil.which("uae")
+    if executable is None:
+        pytest.fail("the `uae` console script is not on PATH: run `pip install -e .`")
+    result = subprocess.run(
+        [executable, "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "usage: uae" in result.stdout
+    assert "train" in result.stdout and "evaluate" in result.stdout

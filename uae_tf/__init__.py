@@ -1,0 +1,35 @@
+"""uae-tf: unsupervised adversarial examples with per-sample MINE, in Keras 3.
+
+The public API is what ``__all__`` lists; everything else is private.
+
+Example:
+
+>>> import uae_tf
+>>> x, _ = uae_tf.datasets.load("mnist5k", "train")
+"""
+
+import os
+
+__version__ = "0.1.0"
+
+# Quiet TensorFlow's C++ start-up notes (CPU features, oneDNN) unless the user chose
+# a level; must be set before TensorFlow is first imported.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# Importing the model package registers its custom objects, so that
+# ``keras.models.load_model`` reads our ``.keras`` files once uae_tf is imported.
+import autoencoders  # noqa: E402,F401
+from uae_tf import datasets, evaluation, training  # noqa: E402
+from uae_tf.evaluation import per_sample_reconstruction_error, reconstruction_error  # noqa: E402
+from uae_tf.training import load_model_dir, train_autoencoder  # noqa: E402
+
+__all__ = [
+    "__version__",
+    "datasets",
+    "evaluation",
+    "training",
+    "train_autoencoder",
+    "load_model_dir",
+    "reconstruction_error",
+    "per_sample_reconstruction_error",
+]

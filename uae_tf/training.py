@@ -1,0 +1,214 @@
+"""Trains the paper's autoencoders on a dataset and saves them with what made them.
+
+:func:`train_autoencoder` fits one of the four autoencoders of Section 5.4 on the
+train split of a dataset and, given ``out``, writes::
+
+    OUT/model.keras   the reconstruction model Phi (plain keras.Model)
+    OUT/train.json    history, config, versions, seconds, train_reconstruction_error
+
+Both files are written atomically, so a killed run never leaves a half-written file.
+:func:`load_model_dir` reads them back.
+
+Example:
+
+>>> from uae_tf import training
+>>> phi, record = training.train_autoencoder(
+...     "conv", "mnist5k", epochs=1, out="runs/conv")  # doctest: +SKIP
+>>> phi, record = training.load_model_dir("runs/conv")  # doctest: +SKIP
+"""
+
+import json
+import numbers
+import os
+import time
+import zipfile
+from pathlib import Path
+
+import keras
+
+import autoencoders
+from uae_tf import datasets
+from uae_tf._provenance import versions
+from uae_tf._validation import check_positive_int
+from uae_tf.evaluation import reconstruction_error
+from uae_tf._io import write_json_atomic
+
+MODEL_FILE = "model.keras"
+RECORD_FILE = "train.json"
+
+
+def train_autoencoder(
+    arch,
+    dataset,
+    epochs=None,
+    batch_size=None,
+    seed=0,
+    out=None,
+    data_dir=None,
+    verbose=1,
+):
+    """Trains one of the paper's autoencoders on a dataset's train split.
+
+    Seeds Python, NumPy and TensorFlow with ``keras.utils.set_random_seed(seed)`` and
+    the model's initializers with ``seed``, so the same arguments give the same
+    history on the same machine.
+
+    Args:
+        arch: One of ``autoencoders.ARCHITECTURES``: ``"dense"``, ``"sparse"``,
+            ``"conv"``, ``"adversarial"``.
+        dataset: One of ``uae_tf.datasets.DATASETS``, e.g. ``"mnist5k"``.
+        epochs: Training epochs; default the paper's Table 8 value,
+            ``autoencoders.default_epochs(arch, dataset)``.
+        batch_size: Training batch size; default ``autoencoders.default_batch_size``
+            (100, as published).
+        seed: Integer seed (>= 0) of the initializers, shuffling and any other
+            randomness.
+        out: Directory to write ``model.keras`` and ``train.json`` into (created if
+            missing), or ``None`` to write nothing.
+        data_dir: tensorflow-datasets cache directory for the datasets that need one.
+        verbose: Keras ``fit`` verbosity: 0 silent, 1 progress bar, 2 one line per
+            epoch.
+
+    Returns:
+        ``(phi, record)``: the trained reconstruction model Phi (a plain
+        ``keras.Model``) and the dict written to ``train.json``: ``history`` (per-epoch
+        losses), ``config`` (``arch``, ``dataset``, ``epochs``, ``batch_size``,
+        ``seed``, ``data_dir``), ``versions``, ``seconds`` (wall time of ``fit``) and
+        ``train_reconstruction_error`` (see
+        :func:`uae_tf.evaluation.reconstruction_error`).
+
+    Raises:
+        ValueError: for an unknown ``arch`` or ``dataset``, or an invalid ``epochs``,
+            ``batch_size`` or ``seed``.
+        uae_tf.datasets.DatasetUnavailableError: if the dataset is neither cached nor
+            downloadable.
+
+    Example:
+
+    >>> phi, record = train_autoencoder("dense", "digits", epochs=2)  # doctest: +SKIP
+    >>> sorted(record["history"])  # doctest: +SKIP
+    ['loss']
+    """
+    if arch not in autoencoders.ARCHITECTURES:
+        raise ValueError(
+            f"arch must be one of {autoencoders.ARCHITECTURES}. Received: arch={arch!r}"
+        )
+    if dataset not in datasets.DATASETS:
+        raise ValueError(
+            f"dataset must be one of {datasets.DATASETS}. Received: dataset={dataset!r}"
+        )
+    if epochs is None:
+        epochs = autoencoders.default_epochs(arch, dataset)
+    epochs = check_positive_int(epochs, "epochs")
+    if batch_size is None:
+        batch_size = autoencoders.default_batch_size
+    batch_size = check_positive_int(batch_size, "batch_size")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0. Received: seed={seed!r}")
+    seed = int(seed)
+    if out is not None:
+        # Created first, so an unusable ``out`` fails before a long training, not after.
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+
+    x, _ = datasets.load(dataset, "train", data_dir=data_dir)
+    keras.utils.set_random_seed(seed)
+    model = autoencoders.build(arch, x.shape[1:], seed=seed)
+    start = time.perf_counter()
+    history = model.fit(x, x, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=verbose)
+    seconds = time.perf_counter() - start
+    phi = autoencoders.reconstruction_model(model)
+
+    record = {
+        "history": {
+            name: [float(value) for value in values] for name, values in history.history.items()
+        },
+        "config": {
+            "arch": arch,
+            "dataset": dataset,
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "seed": seed,
+            "data_dir": None if data_dir is None else str(data_dir),
+        },
+        "versions": versions(),
+        "seconds": seconds,
+        "train_reconstruction_error": reconstruction_error(phi, x),
+    }
+    if out is not None:
+        _save_model_atomic(phi, out / MODEL_FILE)
+        write_json_atomic(out / RECORD_FILE, record)
+    return phi, record
+
+
+def load_model_dir(path):
+    """Loads a model saved by :func:`train_autoencoder` (or ``uae train``).
+
+    Args:
+        path: A directory holding ``model.keras`` (and usually ``train.json``), or a
+            ``.keras`` file; a ``train.json`` beside the file is read too.
+
+    Returns:
+        ``(phi, record)``: the reconstruction model (loaded without its optimizer, for
+        inference and attacks) and the ``train.json`` dict, or ``None`` when there is
+        no ``train.json``.
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist, or is a directory without
+            ``model.keras``.
+        ValueError: if ``path`` is a file that is not a ``.keras`` file, or the
+            ``.keras`` file or ``train.json`` cannot be read.
+
+    Example:
+
+    >>> phi, record = load_model_dir("runs/conv")  # doctest: +SKIP
+    >>> record["config"]["arch"]  # doctest: +SKIP
+    'conv'
+    """
+    path = Path(path)
+    expected = (
+        f"a directory holding {MODEL_FILE} (as written by `uae train --out DIR`) or a "
+        ".keras file"
+    )
+    if path.is_dir():
+        model_file = path / MODEL_FILE
+        if not model_file.is_file():
+            raise FileNotFoundError(f"No {MODEL_FILE} in {path}: expected {expected}.")
+    elif path.is_file():
+        if path.suffix != ".keras":
+            raise ValueError(f"{path} is not a .keras file: expected {expected}.")
+        model_file = path
+    else:
+        raise FileNotFoundError(f"Model path {path} does not exist: expected {expected}.")
+
+    unreadable = (
+        f"{model_file} is not a readable Keras model (a .keras zip archive saved by "
+        "keras.Model.save)"
+    )
+    # Keras reports a file that is not a zip archive as "File not found", so check first.
+    if not zipfile.is_zipfile(model_file):
+        raise ValueError(f"{unreadable}: it is not a zip archive (corrupt or truncated file?)")
+    try:
+        model = keras.saving.load_model(model_file, compile=False)
+    except Exception as error:  # A corrupt or foreign archive fails in many ways, all alike.
+        raise ValueError(f"{unreadable}: {type(error).__name__}: {error}") from error
+
+    record_file = model_file.parent / RECORD_FILE
+    record = None
+    if record_file.is_file():
+        try:
+            record = json.loads(record_file.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(f"{record_file} is not a readable training record: {error}") from error
+    return model, record
+
+
+def _save_model_atomic(model, path):
+    """Saves ``model`` to the ``.keras`` file ``path`` via a temp file and a rename."""
+    # Keras needs the .keras suffix; the process id keeps concurrent writers apart.
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
