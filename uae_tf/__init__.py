@@ -6,6 +6,8 @@ Example:
 
 >>> import uae_tf
 >>> x, _ = uae_tf.datasets.load("mnist5k", "train")
+>>> attack = uae_tf.MinMaxAttack(uae_tf.ReconstructionCriterion(autoencoder))
+>>> result = attack(x[:64])
 """
 
 import os
@@ -20,8 +22,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # ``keras.models.load_model`` reads our ``.keras`` files once uae_tf is imported.
 import autoencoders  # noqa: E402,F401
 from uae_tf import datasets, evaluation, training  # noqa: E402
+from uae_tf.attacks import AttackResult, MinMaxAttack  # noqa: E402
+from uae_tf.criteria import (  # noqa: E402
+    Criterion,
+    LossCriterion,
+    MarginCriterion,
+    ReconstructionCriterion,
+)
 from uae_tf.evaluation import per_sample_reconstruction_error, reconstruction_error  # noqa: E402
+from uae_tf.generation import generate, load_results  # noqa: E402
+from uae_tf.mine import StatisticsNetwork, donsker_varadhan, estimate_mutual_information  # noqa: E402
+from uae_tf.presets import PRESETS, get_preset  # noqa: E402
+from uae_tf.similarity import MINESimilarity  # noqa: E402
 from uae_tf.training import load_model_dir, train_autoencoder  # noqa: E402
+from uae_tf.views import ConvView, RandomView, find_first_conv2d, make_view  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -32,4 +46,22 @@ __all__ = [
     "load_model_dir",
     "reconstruction_error",
     "per_sample_reconstruction_error",
+    "AttackResult",
+    "MinMaxAttack",
+    "Criterion",
+    "LossCriterion",
+    "MarginCriterion",
+    "ReconstructionCriterion",
+    "MINESimilarity",
+    "StatisticsNetwork",
+    "donsker_varadhan",
+    "estimate_mutual_information",
+    "ConvView",
+    "RandomView",
+    "find_first_conv2d",
+    "make_view",
+    "PRESETS",
+    "get_preset",
+    "generate",
+    "load_results",
 ]

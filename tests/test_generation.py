@@ -1,0 +1,123 @@
+"""Dataset-wide generation: results on disk, resume after a kill, refusal of a new config."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from uae_tf import generation
+
+TINY = dict(steps=3, mine_steps=2)
+
+
+@pytest.fixture(scope="module")
+def run(conv_ae, mnist5k, tmp_path_factory):
+    out = tmp_path_factory.mktemp("gen") / "run"
+    x = mnist5k[0][:6]
+    summary = generation.generate(conv_ae, x, out, batch_size=4, verbose=False, **TINY)
+    return out, x, summary
+
+
+def test_results_and_summary_are_written(run):
+    out, x, summary = run
+    results = generation.load_results(out)
+    assert results["x_adv"].shape == x.shape
+    np.testing.assert_array_equal(results["index"], np.arange(6))
+    assert results["mi_history"].shape == (6, 3)
+    assert summary["n"] == 6
+    assert summary["asr"] == pytest.approx(results["success"].mean())
+    assert summary["mean_mi"] == pytest.approx(results["mi"].mean(), rel=1e-5)
+    assert summary["seconds"] > 0 and summary["samples_per_second"] > 0
+    assert summary["config"]["attack"]["steps"] == 3
+    assert {"tensorflow", "keras", "uae_tf"} <= set(summary["versions"])
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk["n"] == 6
+    assert sorted(p.name for p in (out / "chunks").glob("*.npz")) == ["00000000.npz", "00000004.npz"]
+
+
+def test_resume_recomputes_only_missing_chunks_and_matches(run, conv_ae, tmp_path):
+    out, x, _ = run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    (copy / "chunks" / "00000004.npz").unlink()
+    (copy / "uae.npz").unlink()
+    kept = (copy / "chunks" / "00000000.npz").stat().st_mtime_ns
+    generation.generate(conv_ae, x, copy, batch_size=1, verbose=False, **TINY)
+    assert (copy / "chunks" / "00000000.npz").stat().st_mtime_ns == kept
+    a, b = generation.load_results(out), generation.load_results(copy)
+    for key in ("x_adv", "mi", "f"):
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(a["success"], b["success"])
+
+
+def test_another_config_is_refused(run, conv_ae):
+    out, x, _ = run
+    with pytest.raises(generation.ConfigMismatchError, match="seed"):
+        generation.generate(conv_ae, x, out, seed=1, verbose=False, **TINY)
+
+
+def test_foreign_or_corrupt_files_are_clear_errors(run, conv_ae, tmp_path):
+    out, x, _ = run
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "config.json").write_text('{"something": "else"}')
+    with pytest.raises(ValueError, match="not a uae-tf generation config"):
+        generation.generate(conv_ae, x, foreign, verbose=False, **TINY)
+    broken = tmp_path / "broken"
+    shutil.copytree(out, broken)
+    (broken / "chunks" / "00000000.npz").write_bytes(b"not a zip file")
+    with pytest.raises(ValueError, match="corrupt"):
+        generation.generate(conv_ae, x, broken, verbose=False, **TINY)
+    (broken / "uae.npz").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="not a readable"):
+        generation.load_results(broken)
+    with pytest.raises(FileNotFoundError, match="uae generate"):
+        generation.load_results(tmp_path / "nothing")
+
+
+def _cli(*args):
+    return [sys.executable, "-m", "uae_tf", *args]
+
+
+def test_cli_generate_resumes_after_kill(conv_ae, tmp_path):
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    conv_ae.save(model_dir / "model.keras")
+    common = ["generate", "--model", str(model_dir), "--dataset", "mnist5k", "--limit", "4",
+              "--batch-size", "1", "--quiet"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_cli(*common, "--out", str(killed)), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None:
+        if len(list((killed / "chunks").glob("*.npz"))) >= 1:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "uae.npz").exists()
+    done_before = len(list((killed / "chunks").glob("*.npz")))
+    assert 1 <= done_before < 4
+    resumed = subprocess.run(_cli(*common, "--out", str(killed)), env=env, capture_output=True,
+                             text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads(resumed.stdout.strip().splitlines()[-1])
+    assert summary["n"] == 4
+    whole = tmp_path / "whole"
+    straight = subprocess.run(_cli(*common, "--out", str(whole)), env=env, capture_output=True,
+                              text=True, timeout=900)
+    assert straight.returncode == 0, straight.stderr
+    a, b = generation.load_results(killed), generation.load_results(whole)
+    for key in ("x_adv", "mi", "f", "success", "index"):
+        np.testing.assert_array_equal(a[key], b[key])
+    refused = subprocess.run(_cli(*common, "--seed", "5", "--out", str(whole)), env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 1
+    assert "another configuration" in refused.stderr and "Traceback" not in refused.stderr

@@ -1,0 +1,83 @@
+"""Per-sample MINE: the DV bound, the batched statistics network, known-MI data."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from uae_tf import _seeds, mine
+
+
+def test_donsker_varadhan_matches_direct_formula(rng):
+    t_joint = rng.normal(size=(3, 50)).astype("float32")
+    t_marginal = rng.normal(size=(3, 50)).astype("float32")
+    expected = t_joint.mean(1) - np.log(np.exp(t_marginal).mean(1))
+    np.testing.assert_allclose(mine.donsker_varadhan(t_joint, t_marginal), expected, rtol=1e-5)
+
+
+def test_donsker_varadhan_is_stable_for_large_statistics():
+    t_marginal = tf.constant([[1000.0, 1000.0]])
+    value = mine.donsker_varadhan(tf.constant([[1000.0, 1000.0]]), t_marginal)
+    np.testing.assert_allclose(value, [0.0], atol=1e-3)
+
+
+def test_statistics_network_shapes_and_parameter_count():
+    net = mine.StatisticsNetwork((28, 28, 1))
+    # Two branches of Conv2D(16, 2x2) -> Dense(512) -> Dense(10), and Dense(1, no bias).
+    per_branch = (4 * 16 + 16) + (27 * 27 * 16 * 512 + 512) + (512 * 10 + 10)
+    assert net.num_parameters() == 2 * per_branch + 10
+    assert mine.StatisticsNetwork((128,)).num_parameters() == 2 * (128 * 512 + 512 + 5130) + 10
+    with pytest.raises(ValueError, match="view_shape"):
+        mine.StatisticsNetwork((4, 4, 3))
+
+
+def test_initialization_depends_on_the_sample_seed_only():
+    net = mine.StatisticsNetwork((16,))
+    batch = net.initialize(_seeds.sample_seeds(7, tf.constant([3, 5, 9])))
+    single = net.initialize(_seeds.sample_seeds(7, tf.constant([5])))
+    for name in batch:
+        np.testing.assert_array_equal(batch[name][1], single[name][0])
+    kernel = batch["x_dense1_kernel"].numpy()
+    assert not np.allclose(kernel[0], kernel[1])
+    limit = np.sqrt(6 / (16 + 512))
+    assert np.abs(kernel).max() <= limit and kernel.std() > limit / 3
+    assert np.all(batch["x_dense1_bias"].numpy() == 0)
+
+
+def test_permutations_are_permutations_and_batch_independent():
+    seeds = _seeds.sample_seeds(0, tf.constant([0, 1, 2]))
+    perms = _seeds.permutations(seeds, 4, 10).numpy()
+    for p in perms:
+        assert sorted(p) == list(range(10))
+    assert len({tuple(p) for p in perms}) == 3
+    alone = _seeds.permutations(_seeds.sample_seeds(0, tf.constant([1])), 4, 10).numpy()
+    np.testing.assert_array_equal(alone[0], perms[1])
+
+
+def _gaussians(rng, rho, batch=2, k=500, d=1):
+    x = rng.standard_normal((batch, k, d)).astype("float32")
+    noise = rng.standard_normal((batch, k, d)).astype("float32")
+    return x, (rho * x + np.sqrt(1 - rho**2) * noise).astype("float32")
+
+
+@pytest.mark.parametrize("rho", [0.5, 0.8])
+def test_mine_reaches_the_true_mutual_information_of_correlated_gaussians(rng, rho):
+    # True MI of a bivariate Gaussian: -1/2 log(1 - rho^2) nats. With K = 500 views
+    # and this (published) network, the DV estimate after 1500 Adam steps at lr
+    # 2e-3 lands within 0.12 nats (rho 0.5: 0.144; rho 0.8: 0.511).
+    x, y = _gaussians(rng, rho)
+    mi, history = mine.estimate_mutual_information(x, y, steps=1500, learning_rate=2e-3)
+    true_mi = -0.5 * np.log(1 - rho**2)
+    estimate = history[-100:].mean(axis=0)
+    np.testing.assert_allclose(estimate, true_mi, atol=0.12)
+    assert history.shape == (1500, 2)
+
+
+def test_mine_is_near_zero_on_independent_data(rng):
+    x, y = _gaussians(rng, 0.0)
+    _, history = mine.estimate_mutual_information(x, y, steps=1500, learning_rate=2e-3)
+    assert np.all(np.abs(history[-100:].mean(axis=0)) < 0.08)
+
+
+def test_estimate_rejects_mismatched_views(rng):
+    with pytest.raises(ValueError, match="same shape"):
+        mine.estimate_mutual_information(np.zeros((2, 5, 3)), np.zeros((2, 6, 3)))
