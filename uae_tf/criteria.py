@@ -19,6 +19,8 @@ maximizing MI, or makes it dissimilar, minimizing MI), ``reference(x, labels)``
 ``__call__(x_adv, x, reference) -> [B]``.
 """
 
+import abc
+
 import numpy as np
 import tensorflow as tf
 
@@ -33,7 +35,7 @@ def _sum_per_sample(t):
     return tf.reduce_sum(tf.reshape(t, [tf.shape(t)[0], -1]), axis=1)
 
 
-class Criterion:
+class Criterion(abc.ABC):
     """Base class of attack criteria. Subclasses implement ``__call__``."""
 
     supervised = False
@@ -55,9 +57,9 @@ class Criterion:
         """
         return {}
 
+    @abc.abstractmethod
     def __call__(self, x_adv, x, reference):
         """Returns ``[B]`` values f_x(x_adv); the attack succeeds where f <= 0."""
-        raise NotImplementedError
 
     def is_adversarial(self, x_adv, x, reference):
         """Returns the ``[B]`` boolean success mask ``f <= 0``."""

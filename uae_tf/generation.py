@@ -97,7 +97,7 @@ def generate(
     indices=None,
     preset="fast",
     view="auto",
-    batch_size=32,
+    batch_size=None,
     seed=0,
     verbose=True,
     config=None,
@@ -114,6 +114,7 @@ def generate(
         preset: ``"paper"`` or ``"fast"`` (see :mod:`uae_tf.presets`).
         view: ``"auto"``, ``"conv"`` or ``"random"``.
         batch_size: Samples attacked at once; does not change the results.
+            Default 32 with a GPU, else 1.
         seed: Run seed.
         verbose: Show a progress bar.
         config: Extra JSON-serializable facts identifying the run (dataset, split,
@@ -129,6 +130,8 @@ def generate(
     if len(indices) != n:
         raise ValueError(f"indices must have {n} entries. Received {len(indices)}")
     settings = {**get_preset(preset), **attack_kwargs}
+    if batch_size is None:
+        batch_size = _validation.default_batch_size()
     attack = MinMaxAttack(
         ReconstructionCriterion(model), view=view, batch_size=batch_size, seed=seed,
         verbose=False, **settings,
