@@ -83,6 +83,19 @@ def _add_dataset_arguments(parser):
     )
 
 
+def _add_model_and_data_arguments(parser, split):
+    """Adds ``--model``, ``--dataset``, ``--data-dir`` and ``--split`` (default ``split``)."""
+    parser.add_argument(
+        "--model", required=True, metavar="PATH",
+        help="directory written by 'uae train' (holding model.keras), or a .keras file",
+    )
+    _add_dataset_arguments(parser)
+    parser.add_argument(
+        "--split", choices=datasets.SPLITS, default=split,
+        help="dataset split (default: %(default)s)",
+    )
+
+
 def _add_subparser(subparsers, name, summary, description, examples):
     """Adds subcommand ``name`` with its summary, description and examples epilog."""
     return subparsers.add_parser(
@@ -192,17 +205,7 @@ def _add_evaluate_parser(subparsers):
         "  uae evaluate --model runs/conv-mnist5k --dataset mnist5k\n"
         "  uae evaluate --model runs/conv-mnist5k/model.keras --dataset mnist5k --split train",
     )
-    parser.add_argument(
-        "--model",
-        required=True,
-        metavar="PATH",
-        help="directory written by 'uae train' (holding model.keras), or a .keras file",
-    )
-    _add_dataset_arguments(parser)
-    parser.add_argument(
-        "--split", choices=datasets.SPLITS, default="test",
-        help="dataset split (default: %(default)s)",
-    )
+    _add_model_and_data_arguments(parser, split="test")
     parser.add_argument(
         "--batch-size",
         type=_int_at_least(1),
@@ -253,15 +256,7 @@ def _add_generate_parser(subparsers):
         "  uae generate --model runs/conv-mnist5k --dataset mnist5k --preset paper \\\n"
         "      --batch-size 8 --out runs/uae-paper",
     )
-    parser.add_argument(
-        "--model", required=True, metavar="PATH",
-        help="directory written by 'uae train' (holding model.keras), or a .keras file",
-    )
-    _add_dataset_arguments(parser)
-    parser.add_argument(
-        "--split", choices=datasets.SPLITS, default="train",
-        help="dataset split (default: %(default)s)",
-    )
+    _add_model_and_data_arguments(parser, split="train")
     parser.add_argument(
         "--limit", type=_int_at_least(1), metavar="N",
         help="attack only the first N samples of the split (default: all)",
