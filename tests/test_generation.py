@@ -67,7 +67,7 @@ def test_foreign_or_corrupt_files_are_clear_errors(run, conv_ae, tmp_path):
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "config.json").write_text('{"something": "else"}')
-    with pytest.raises(ValueError, match="not a uae-tf generation config"):
+    with pytest.raises(ValueError, match="not a uae-tf config of format .uae-tf/generation/v1."):
         generation.generate(conv_ae, x, foreign, verbose=False, **TINY)
     broken = tmp_path / "broken"
     shutil.copytree(out, broken)

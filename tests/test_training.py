@@ -39,8 +39,10 @@ def test_writes_model_and_record_and_loads_them(tmp_path):
     assert len(record["history"]["loss"]) == 1
     assert record["config"] == {
         "arch": "dense", "dataset": "digits", "epochs": 1, "batch_size": 100, "seed": 0,
-        "data_dir": None,
+        "data_dir": None, "limit": None, "augmentation": None,
     }
+    assert record["steps"] == 15 and record["n_train"] == 1437  # ceil(1437 / 100) steps
+    assert 0 < record["test_reconstruction_error"] < 1
     assert {"tensorflow", "keras", "uae_tf"} <= set(record["versions"])
     assert record["seconds"] > 0
     assert 0 < record["train_reconstruction_error"] < 1

@@ -22,7 +22,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # ``keras.models.load_model`` reads our ``.keras`` files once uae_tf is imported.
 import autoencoders  # noqa: E402,F401
 from uae_tf import datasets, evaluation, training  # noqa: E402
-from uae_tf.attacks import AttackResult, MinMaxAttack  # noqa: E402
+from autoencoders.classifiers import build_classifier  # noqa: E402
+from uae_tf.attacks import AttackResult, GaussianAugmentation, MinMaxAttack  # noqa: E402
+from uae_tf.attacks import PenaltyAttack, PGDAttack  # noqa: E402
+from uae_tf.augmentation import UAERegeneration, UAESequence  # noqa: E402
+from uae_tf.classifiers import train_classifier  # noqa: E402
 from uae_tf.criteria import (  # noqa: E402
     Criterion,
     LossCriterion,
@@ -33,8 +37,8 @@ from uae_tf.evaluation import per_sample_reconstruction_error, reconstruction_er
 from uae_tf.generation import generate, load_results  # noqa: E402
 from uae_tf.mine import StatisticsNetwork, donsker_varadhan, estimate_mutual_information  # noqa: E402
 from uae_tf.presets import PRESETS, get_preset  # noqa: E402
-from uae_tf.similarity import MINESimilarity  # noqa: E402
-from uae_tf.training import load_model_dir, train_autoencoder  # noqa: E402
+from uae_tf.similarity import L2Similarity, MINESimilarity  # noqa: E402
+from uae_tf.training import load_model_dir, retrain, train_autoencoder  # noqa: E402
 from uae_tf.views import ConvView, RandomView, find_first_conv2d, make_view  # noqa: E402
 
 __all__ = [
@@ -43,16 +47,25 @@ __all__ = [
     "evaluation",
     "training",
     "train_autoencoder",
+    "train_classifier",
+    "build_classifier",
+    "retrain",
     "load_model_dir",
     "reconstruction_error",
     "per_sample_reconstruction_error",
     "AttackResult",
     "MinMaxAttack",
+    "PenaltyAttack",
+    "PGDAttack",
+    "GaussianAugmentation",
+    "UAESequence",
+    "UAERegeneration",
     "Criterion",
     "LossCriterion",
     "MarginCriterion",
     "ReconstructionCriterion",
     "MINESimilarity",
+    "L2Similarity",
     "StatisticsNetwork",
     "donsker_varadhan",
     "estimate_mutual_information",

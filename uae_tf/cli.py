@@ -17,17 +17,25 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse  # noqa: E402
-import hashlib  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 
 import autoencoders  # noqa: E402
-from uae_tf import __version__, datasets  # noqa: E402
+from uae_tf import __version__, _argtypes, datasets, reproduce  # noqa: E402
+from uae_tf.classifiers import DEFAULT_BATCH_SIZE as DEFAULT_CLASSIFIER_BATCH_SIZE  # noqa: E402
+from uae_tf.classifiers import train_classifier  # noqa: E402
 from uae_tf.evaluation import reconstruction_error  # noqa: E402
-from uae_tf.generation import generate  # noqa: E402
+from uae_tf.generation import METHODS, generate  # noqa: E402
 from uae_tf.presets import PRESETS  # noqa: E402
 from uae_tf.views import VIEWS  # noqa: E402
-from uae_tf.training import MODEL_FILE, RECORD_FILE, load_model_dir, train_autoencoder  # noqa: E402
+from uae_tf.training import (  # noqa: E402
+    MODEL_FILE,
+    RECORD_FILE,
+    file_sha256,
+    load_model_dir,
+    retrain,
+    train_autoencoder,
+)
 
 PROG = "uae"
 _EXIT_RUNTIME_ERROR = 1
@@ -46,19 +54,7 @@ class _ArgumentParser(argparse.ArgumentParser):
         raise _UsageError(f"{message} (see '{self.prog} --help')")
 
 
-def _int_at_least(minimum):
-    """Returns an argparse ``type`` that parses an integer >= ``minimum``."""
-
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
-        return value
-
-    return parse
+_int_at_least = _argtypes.int_at_least  # The subcommands' integer options.
 
 
 def _add_dataset_arguments(parser):
@@ -112,18 +108,23 @@ def _add_train_parser(subparsers):
     parser = _add_subparser(
         subparsers,
         "train",
-        "Train one of the paper's autoencoders on a dataset's train split.",
+        "Train one of the paper's autoencoders (or the classifier its supervised attacks "
+        "target) on a dataset's train split.",
         "Writes DIR/model.keras (the reconstruction model Phi) and DIR/train.json (loss\n"
         "history, config, package versions, wall time, training reconstruction error).\n"
-        "Epochs default to the paper's Table 8. The last line printed is a JSON summary.",
+        "Epochs default to the paper's Table 8. With --arch classifier: the Carlini-Wagner\n"
+        "classifier (logits), 50 epochs, test accuracy in train.json. The last line printed\n"
+        "is a JSON summary.",
         "  uae train --arch conv --dataset mnist5k --out runs/conv-mnist5k\n"
-        "  uae train --arch dense --dataset digits --epochs 5 --seed 1 --out runs/dense",
+        "  uae train --arch dense --dataset digits --epochs 5 --seed 1 --out runs/dense\n"
+        "  uae train --arch classifier --dataset mnist5k --epochs 15 --out runs/cw",
     )
     parser.add_argument(
         "--arch",
         required=True,
-        choices=autoencoders.ARCHITECTURES,
-        help="autoencoder architecture (Section 5.4 of the paper)",
+        choices=(*autoencoders.ARCHITECTURES, "classifier"),
+        help="autoencoder architecture (Section 5.4 of the paper), or 'classifier': the "
+        "Carlini-Wagner classifier the supervised attacks target (50 epochs by default)",
     )
     _add_dataset_arguments(parser)
     parser.add_argument(
@@ -135,14 +136,25 @@ def _add_train_parser(subparsers):
     parser.add_argument(
         "--batch-size",
         type=_int_at_least(1),
-        default=autoencoders.default_batch_size,
         metavar="B",
-        help="training batch size (default: %(default)s, as published)",
+        help=f"training batch size (default: {autoencoders.default_batch_size} for the "
+        f"autoencoders, as published; {DEFAULT_CLASSIFIER_BATCH_SIZE} for the classifier, as "
+        "Carlini and Wagner)",
     )
     parser.add_argument(
         "--seed", type=_int_at_least(0), default=0, metavar="S",
         help="random seed (default: %(default)s)",
     )
+    parser.add_argument(
+        "--limit", type=_int_at_least(1), metavar="N",
+        help="train on the first N samples of the train split only (default: all)",
+    )
+    _add_quiet_and_out_arguments(parser)
+    parser.set_defaults(func=_cmd_train)
+
+
+def _add_quiet_and_out_arguments(parser):
+    """Adds ``--quiet`` and ``--out`` of the subcommands that train."""
     parser.add_argument(
         "--quiet", action="store_true", help="print only the final JSON line, no progress"
     )
@@ -152,34 +164,26 @@ def _add_train_parser(subparsers):
         metavar="DIR",
         help="output directory; created if missing, its model.keras and train.json replaced",
     )
-    parser.set_defaults(func=_cmd_train)
 
 
-def _cmd_train(args):
-    """Trains and saves an autoencoder; returns the JSON summary."""
+def _fit_verbosity(args):
+    """Keras fit verbosity: none with --quiet, a bar on a terminal, else a line per epoch."""
     if args.quiet:
-        verbose = 0
-    else:
-        verbose = 1 if sys.stdout.isatty() else 2
-    _, record = train_autoencoder(
-        args.arch,
-        args.dataset,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        out=args.out,
-        data_dir=args.data_dir,
-        verbose=verbose,
-    )
+        return 0
+    return 1 if sys.stdout.isatty() else 2
+
+
+def _report_training(args, record, what):
+    """Prints the summary of a training run; returns its JSON dict."""
     config = record["config"]
     final_loss = record["history"]["loss"][-1]
     if not args.quiet:
         epochs = config["epochs"]
         print(
-            f"Trained {config['arch']} autoencoder on {config['dataset']} (train split), "
-            f"{epochs} epoch{'s' if epochs > 1 else ''} in {record['seconds']:.1f} s: "
-            f"final loss {final_loss:.6g}, train reconstruction error "
-            f"{record['train_reconstruction_error']:.6g}."
+            f"Trained {config['arch']} autoencoder on {what}, {epochs} epoch"
+            f"{'s' if epochs > 1 else ''} in {record['seconds']:.1f} s: final loss "
+            f"{final_loss:.6g}, reconstruction error train {record['train_reconstruction_error']:.6g}"
+            f", test {record['test_reconstruction_error']:.6g}."
         )
         print(f"Wrote {os.path.join(args.out, MODEL_FILE)} and {RECORD_FILE}.")
     return {
@@ -189,8 +193,102 @@ def _cmd_train(args):
         "epochs": config["epochs"],
         "final_loss": final_loss,
         "train_reconstruction_error": record["train_reconstruction_error"],
+        "test_reconstruction_error": record["test_reconstruction_error"],
         "seconds": record["seconds"],
     }
+
+
+def _cmd_train(args):
+    """Trains and saves an autoencoder (or the classifier); returns the JSON summary."""
+    if args.arch == "classifier":
+        return _train_classifier(args)
+    _, record = train_autoencoder(
+        args.arch,
+        args.dataset,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        out=args.out,
+        data_dir=args.data_dir,
+        verbose=_fit_verbosity(args),
+        limit=args.limit,
+    )
+    return _report_training(args, record, f"{args.dataset} (train split)")
+
+
+def _train_classifier(args):
+    """``uae train --arch classifier``: trains and saves the Carlini-Wagner classifier."""
+    batch_size = DEFAULT_CLASSIFIER_BATCH_SIZE if args.batch_size is None else args.batch_size
+    _, record = train_classifier(
+        args.dataset, epochs=args.epochs, batch_size=batch_size, seed=args.seed, out=args.out,
+        data_dir=args.data_dir, verbose=_fit_verbosity(args), limit=args.limit,
+    )
+    config = record["config"]
+    if not args.quiet:
+        print(
+            f"Trained the Carlini-Wagner {config['variant']} classifier on {args.dataset} "
+            f"(train split), {config['epochs']} epochs in {record['seconds']:.1f} s: test "
+            f"accuracy {record['test_accuracy']:.2%}."
+        )
+        print(f"Wrote {os.path.join(args.out, MODEL_FILE)} and {RECORD_FILE}.")
+    return {
+        "out": args.out,
+        "arch": "classifier",
+        "dataset": config["dataset"],
+        "epochs": config["epochs"],
+        "final_loss": record["history"]["loss"][-1],
+        "train_accuracy": record["train_accuracy"],
+        "test_accuracy": record["test_accuracy"],
+        "seconds": record["seconds"],
+    }
+
+
+def _add_retrain_parser(subparsers):
+    """Adds ``uae retrain``."""
+    parser = _add_subparser(
+        subparsers,
+        "retrain",
+        "Retrain a model's architecture from scratch on originals plus augmentation.",
+        "Reads the architecture, dataset, training samples, batch size and seed from\n"
+        "MODEL/train.json and trains a fresh model on the originals plus one augmentation\n"
+        "each from AUGMENT (written by 'uae generate' on the train split): failed UAEs,\n"
+        "and samples AUGMENT does not cover, are replicated, as in the paper. Epochs\n"
+        "default to the augmented column of Table 8. Writes DIR/model.keras and\n"
+        "DIR/train.json with the test reconstruction error.",
+        "  uae retrain --model runs/conv-mnist5k --augment runs/uae --out runs/conv-uae\n"
+        "  uae retrain --model runs/conv-mnist5k --augment runs/ga-0.01 --epochs 10 \\\n"
+        "      --seed 1 --out runs/conv-ga",
+    )
+    parser.add_argument(
+        "--model", required=True, metavar="DIR", help="directory written by 'uae train'"
+    )
+    parser.add_argument(
+        "--augment", required=True, metavar="DIR", help="directory written by 'uae generate'"
+    )
+    parser.add_argument(
+        "--epochs", type=_int_at_least(1), metavar="N",
+        help="training epochs (default: the augmented column of the paper's Table 8)",
+    )
+    parser.add_argument(
+        "--seed", type=_int_at_least(0), metavar="S",
+        help="random seed (default: the original model's)",
+    )
+    _add_quiet_and_out_arguments(parser)
+    parser.set_defaults(func=_cmd_retrain)
+
+
+def _cmd_retrain(args):
+    """Retrains on originals plus augmentation; returns the JSON summary."""
+    _, record = retrain(
+        args.model, args.augment, epochs=args.epochs, seed=args.seed, out=args.out,
+        verbose=_fit_verbosity(args),
+    )
+    augmentation = record["config"]["augmentation"]
+    return _report_training(
+        args, record,
+        f"{record['n_train']} originals of {record['config']['dataset']} plus their "
+        f"{augmentation['method']} augmentations",
+    )
 
 
 def _add_evaluate_parser(subparsers):
@@ -246,15 +344,34 @@ def _add_generate_parser(subparsers):
     parser = _add_subparser(
         subparsers,
         "generate",
-        "Generate one MINE-UAE per sample of a dataset split (MinMax, Algorithm 1).",
-        "Attacks the autoencoder saved by 'uae train' with its reconstruction criterion.\n"
+        "Generate one MINE-UAE (or baseline augmentation) per sample of a dataset split.",
+        "Attacks the autoencoder saved by 'uae train' with its reconstruction criterion:\n"
+        "--method mine is the MinMax attack with per-sample MINE (Algorithm 1), l2 the\n"
+        "L2-UAE baseline (MinMax maximizing the reconstruction loss), gaussian the GA\n"
+        "baseline (x + N(0, sigma^2), clipped to [0, 1]).\n"
         "Writes DIR/uae.npz (x_adv, success, mi, f, index) and DIR/summary.json (n, asr,\n"
         "mean_mi, seconds, samples_per_second, config, versions). Results are written in\n"
         "chunks as they are made: rerun the same command after an interruption and it\n"
         "resumes; a different configuration into the same DIR is refused.",
         "  uae generate --model runs/conv-mnist5k --dataset mnist5k --limit 200 --out runs/uae\n"
         "  uae generate --model runs/conv-mnist5k --dataset mnist5k --preset paper \\\n"
-        "      --batch-size 8 --out runs/uae-paper",
+        "      --batch-size 8 --out runs/uae-paper\n"
+        "  uae generate --model runs/conv-mnist5k --dataset mnist5k --method gaussian \\\n"
+        "      --sigma 0.01 --out runs/ga-0.01",
+    )
+    parser.add_argument(
+        "--method", choices=METHODS, default="mine",
+        help="mine (MINE-UAE, default), l2 (L2-UAE baseline) or gaussian (GA baseline)",
+    )
+    parser.add_argument(
+        "--sigma", type=float, metavar="S",
+        help="noise standard deviation of --method gaussian (default: 0.01)",
+    )
+    parser.add_argument(
+        "--initial-perturbation", type=_argtypes.initial_perturbation, default=0.0,
+        metavar="R",
+        help="start of delta for mine and l2: 0 (Algorithm 1; default), a radius R for "
+        "uniform noise in [-R, R], or 'glorot' (the published code's start)",
     )
     _add_model_and_data_arguments(parser, split="train")
     parser.add_argument(
@@ -292,19 +409,30 @@ def _cmd_generate(args):
     if args.limit is not None:
         x = x[: args.limit]
     config = {
-        "model_sha256": _file_sha256(_model_file(args.model)),
+        "model_sha256": file_sha256(_model_file(args.model)),
         "dataset": args.dataset,
         "split": args.split,
         "limit": args.limit,
     }
+    if args.method == "gaussian":
+        if args.initial_perturbation != 0.0:
+            raise _UsageError("--initial-perturbation applies to --method mine and l2 only")
+        extra = {"sigma": 0.01 if args.sigma is None else args.sigma}
+    else:
+        if args.sigma is not None:
+            raise _UsageError("--sigma applies to --method gaussian only")
+        extra = {"initial_perturbation": args.initial_perturbation}
     summary = generate(
-        model, x, args.out, preset=args.preset, view=args.view, batch_size=args.batch_size,
-        seed=args.seed, verbose=not args.quiet, config=config,
+        model, x, args.out, method=args.method, preset=args.preset, view=args.view,
+        batch_size=args.batch_size, seed=args.seed, verbose=not args.quiet, config=config,
+        **extra,
     )
     if not args.quiet:
+        made = {"mine": "MINE-UAEs", "l2": "L2-UAEs", "gaussian": "GA samples"}[args.method]
+        mi = "" if summary["mean_mi"] is None else f", mean MI {summary['mean_mi']:.4g}"
         print(
-            f"Generated {summary['n']} UAEs in {args.out}: ASR {summary['asr']:.1%}, mean MI "
-            f"{summary['mean_mi']:.4g}, {summary['samples_per_second']:.3g} samples/s."
+            f"Generated {summary['n']} {made} in {args.out}: ASR {summary['asr']:.1%}{mi}, "
+            f"{summary['samples_per_second']:.3g} samples/s."
         )
     return {k: summary[k] for k in ("n", "asr", "mean_mi", "seconds", "samples_per_second")} | {
         "out": args.out
@@ -315,15 +443,78 @@ def _model_file(path):
     return os.path.join(path, MODEL_FILE) if os.path.isdir(path) else path
 
 
-def _file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def _add_demo_parser(subparsers):
+    """Adds ``uae demo``."""
+    from uae_tf.reproduce.table4 import DEMO
+
+    settings = ", ".join(f"{k}={v}" for k, v in DEMO.items())
+    parser = _add_subparser(
+        subparsers,
+        "demo",
+        "Offline demo: UAE data augmentation (Table 4) on the embedded MNIST subset.",
+        f"Trains the paper's conv autoencoder on {DEMO['limit']} embedded MNIST digits, makes\n"
+        "one MINE-UAE, L2-UAE and Gaussian-noise augmentation per digit, retrains on each\n"
+        "augmented set and on the originals for as many steps, and compares test\n"
+        "reconstruction errors on the 1,000 test digits. 5 to 9 minutes on 2 CPU cores;\n"
+        "rerun the same command to resume after an interruption. It is\n"
+        f"'uae reproduce table4' with: {settings}.",
+        "  uae demo\n  uae demo --out runs/demo",
+    )
+    parser.add_argument(
+        "--out", default="uae-demo", metavar="DIR", help="output directory (default: %(default)s)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="print only the final JSON line")
+    parser.set_defaults(func=_cmd_demo)
 
 
-_SUBCOMMAND_PARSERS = (_add_train_parser, _add_evaluate_parser, _add_generate_parser)
+def _cmd_demo(args):
+    """Runs the demo; returns the JSON summary."""
+    from uae_tf.reproduce.table4 import DEMO, print_table, run_table4
+
+    report = run_table4(**DEMO, out=args.out, verbose=not args.quiet)
+    if not args.quiet:
+        print_table(report)
+        out = os.path.abspath(args.out)
+        print(
+            f"\nReport: {os.path.join(out, 'report.md')} (figures fig5_uaes.png and "
+            f"mi_c_history.png beside it). This is a small run ({report['n_train']} "
+            "training digits, few epochs, one seed): read the README before reading much "
+            "into the differences."
+        )
+    return {"out": args.out, "rows": report["rows"], "seconds": report["seconds"]}
+
+
+def _add_reproduce_parser(subparsers):
+    """Adds ``uae reproduce NAME``, one sub-subcommand per module of uae_tf.reproduce."""
+    parser = _add_subparser(
+        subparsers,
+        "reproduce",
+        "Reproduce one of the paper's tables or figures.",
+        "Each experiment writes OUT/report.json, OUT/report.md and its figures, keeps its\n"
+        "intermediate results in OUT and resumes when rerun after an interruption.",
+        "\n".join(f"  uae reproduce {name} --help" for name in reproduce.EXPERIMENTS),
+    )
+    experiments = parser.add_subparsers(
+        title="experiments", dest="experiment", required=True, metavar="NAME"
+    )
+    for name in reproduce.EXPERIMENTS:
+        module = reproduce.load(name)
+        sub = experiments.add_parser(
+            name, help=module.SUMMARY, description=module.__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(sub)
+        sub.set_defaults(func=module.run)
+
+
+_SUBCOMMAND_PARSERS = (
+    _add_train_parser,
+    _add_evaluate_parser,
+    _add_generate_parser,
+    _add_retrain_parser,
+    _add_reproduce_parser,
+    _add_demo_parser,
+)
 
 
 def build_parser():
@@ -382,6 +573,8 @@ def main(argv=None):
         return exit_.code or 0
     try:
         summary = args.func(args)
+    except _UsageError as err:
+        return _fail(err, _EXIT_USAGE_ERROR)
     except (ValueError, OSError, datasets.DatasetUnavailableError) as err:
         return _fail(err, _EXIT_RUNTIME_ERROR)
     except KeyboardInterrupt:

@@ -1,7 +1,8 @@
 """UAE generation over whole datasets: batched, written to disk as it goes, resumable.
 
-:func:`generate` attacks every sample of an array with the MinMax attack and keeps
-its results in a directory::
+:func:`generate` attacks every sample of an array with the MinMax attack (or makes
+one of the paper's baseline augmentations, ``method="l2"`` or ``"gaussian"``) and
+keeps its results in a directory::
 
     OUT/config.json          what produced the results (refused if it changes)
     OUT/chunks/NNNNNNNN.npz  one file per finished batch, written atomically
@@ -24,11 +25,12 @@ import numpy as np
 from uae_tf import _validation
 from uae_tf._io import write_json_atomic, write_npz_atomic
 from uae_tf._provenance import versions
-from uae_tf.attacks import AttackResult, MinMaxAttack
+from uae_tf.attacks import GaussianAugmentation, MinMaxAttack
 from uae_tf.criteria import ReconstructionCriterion
 from uae_tf.presets import get_preset
 
 RESULT_KEYS = ("x_adv", "success", "mi", "f", "index")
+METHODS = ("mine", "l2", "gaussian")
 _FORMAT = "uae-tf/generation/v1"
 
 
@@ -44,8 +46,11 @@ def _read_json(path, what):
         raise ValueError(f"{path} is not a readable {what} JSON file: {error}") from error
 
 
-def check_config(out, config):
+def check_config(out, config, format=_FORMAT):
     """Writes ``config`` to ``out/config.json``, or checks it matches the one there.
+
+    ``format`` names the kind of directory (a generation, an experiment...); a
+    ``config.json`` of another kind is refused.
 
     Raises:
         ConfigMismatchError: if ``out`` holds results of a different config, naming
@@ -54,12 +59,12 @@ def check_config(out, config):
     """
     path = Path(out) / "config.json"
     if not path.exists():
-        write_json_atomic(path, {"format": _FORMAT, "config": config})
+        write_json_atomic(path, {"format": format, "config": config})
         return
     stored = _read_json(path, "generation config")
-    if not isinstance(stored, dict) or stored.get("format") != _FORMAT:
+    if not isinstance(stored, dict) or stored.get("format") != format:
         raise ValueError(
-            f"{path} is not a uae-tf generation config (format {_FORMAT!r} expected); "
+            f"{path} is not a uae-tf config of format {format!r}; "
             "choose an empty --out directory."
         )
     old = json.loads(json.dumps(stored["config"]))
@@ -95,6 +100,7 @@ def generate(
     x,
     out,
     indices=None,
+    method="mine",
     preset="fast",
     view="auto",
     batch_size=None,
@@ -103,42 +109,59 @@ def generate(
     config=None,
     **attack_kwargs,
 ):
-    """Generates one MINE-UAE per sample of ``x`` against autoencoder ``model``, resumably.
+    """Generates one UAE (or baseline augmentation) per sample of ``x``, resumably.
 
     Args:
-        model: The autoencoder Phi (a Keras model).
+        model: The autoencoder Phi (a Keras model), attacked with its
+            reconstruction criterion.
         x: ``[N, ...]`` samples in [0, 1].
         out: Results directory (created if missing).
         indices: ``[N]`` dataset rows of the samples (stored in ``uae.npz`` as
             ``index`` and used as the samples' seeds); default ``range(N)``.
-        preset: ``"paper"`` or ``"fast"`` (see :mod:`uae_tf.presets`).
-        view: ``"auto"``, ``"conv"`` or ``"random"``.
+        method: ``"mine"`` (MINE-UAE, the method), ``"l2"`` (the L2-UAE baseline:
+            MinMax maximizing the reconstruction loss) or ``"gaussian"`` (GA:
+            ``x + N(0, sigma^2)`` clipped; pass ``sigma``, default 0.01).
+        preset: ``"paper"`` or ``"fast"`` (see :mod:`uae_tf.presets`); unused by
+            ``"gaussian"``.
+        view: ``"auto"``, ``"conv"`` or ``"random"`` (``"mine"`` only).
         batch_size: Samples attacked at once; does not change the results.
             Default 32 with a GPU, else 1.
         seed: Run seed.
         verbose: Show a progress bar.
         config: Extra JSON-serializable facts identifying the run (dataset, split,
             model file hash...), stored in and checked against ``config.json``.
-        **attack_kwargs: Overrides of the preset's attack settings.
+        **attack_kwargs: Overrides of the preset's attack settings (e.g.
+            ``initial_perturbation="glorot"``), or ``sigma`` for ``"gaussian"``.
 
     Returns:
-        The summary dict written to ``out/summary.json``.
+        The summary dict written to ``out/summary.json``. Its ``asr`` is the
+        fraction of samples whose result is a UAE (for GA: by chance).
     """
     x = _validation.check_images(x, "x")
     n = len(x)
     indices = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64).reshape(-1)
     if len(indices) != n:
         raise ValueError(f"indices must have {n} entries. Received {len(indices)}")
-    settings = {**get_preset(preset), **attack_kwargs}
-    if batch_size is None:
-        batch_size = _validation.default_batch_size()
-    attack = MinMaxAttack(
-        ReconstructionCriterion(model), view=view, batch_size=batch_size, seed=seed,
-        verbose=False, **settings,
-    )
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}. Received: method={method!r}")
+    criterion = ReconstructionCriterion(model)
+    if method == "gaussian":
+        unknown = set(attack_kwargs) - {"sigma"}
+        if unknown:
+            raise ValueError(f"method='gaussian' takes only sigma. Received: {sorted(unknown)}")
+        batch_size = batch_size or 256
+        attack = GaussianAugmentation(criterion, batch_size=batch_size, seed=seed, **attack_kwargs)
+        preset = None
+    else:
+        if batch_size is None:
+            batch_size = _validation.default_batch_size()
+        attack = MinMaxAttack(
+            criterion, view=view, similarity=method, batch_size=batch_size, seed=seed,
+            verbose=False, **{**get_preset(preset), **attack_kwargs},
+        )
     run_config = {
         **(config or {}),
-        "method": "mine",
+        "method": method,
         "preset": preset,
         "n": n,
         "indices_sha": _array_digest(indices),
@@ -195,10 +218,8 @@ def _finish(out, chunks, n, run_config):
     summary = {
         "n": n,
         "asr": float(np.mean(joined["success"])),
-        "mean_mi": float(np.mean(joined["mi"])),
-        "mean_mi_successful": (
-            float(np.mean(joined["mi"][joined["success"]])) if joined["success"].any() else None
-        ),
+        "mean_mi": _mean_or_none(joined["mi"]),
+        "mean_mi_successful": _mean_or_none(joined["mi"][joined["success"]]),
         "seconds": seconds,
         "samples_per_second": n / seconds if seconds > 0 else None,
         "config": run_config,
@@ -206,6 +227,27 @@ def _finish(out, chunks, n, run_config):
     }
     write_json_atomic(out / "summary.json", summary)
     return summary
+
+
+def load_summary(out):
+    """Loads ``out/summary.json`` of a finished generation (its ``config`` names the method).
+
+    Raises:
+        FileNotFoundError: if the directory holds no finished generation.
+        ValueError: if the file is corrupt or not a uae-tf generation summary.
+    """
+    path = Path(out) / "summary.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: run `uae generate` into {out} first.")
+    summary = _read_json(path, "generation summary")
+    if not isinstance(summary, dict) or not isinstance(summary.get("config"), dict):
+        raise ValueError(f"{path} is not a uae-tf generation summary (no config).")
+    return summary
+
+
+def _mean_or_none(values):
+    """Mean as a float, or None (JSON null) when empty or undefined (GA's NaN MI)."""
+    return float(np.mean(values)) if len(values) and np.all(np.isfinite(values)) else None
 
 
 def load_results(out):

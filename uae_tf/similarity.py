@@ -109,11 +109,55 @@ class MINESimilarity:
         }
 
 
+class L2Similarity:
+    """The L2-UAE baseline's similarity: ``-||x - Phi(x + delta)||^2`` (Section 5.4).
+
+    Used by the MinMax attack in place of MINE (``similarity="l2"``): with the
+    unsupervised sign (``F = c f+ + S``) minimizing ``S`` maximizes the
+    reconstruction loss, so among successful iterates the attack keeps the one
+    Phi reconstructs worst. It has no state to train and draws nothing.
+
+    Args:
+        model: The autoencoder Phi.
+    """
+
+    name = "l2"
+    draws_per_iteration = 0
+
+    def __init__(self, model):
+        self.model = model
+
+    def initial_state(self, x, seeds, num_draws):
+        """The clean inputs (the reference of the loss)."""
+        del seeds, num_draws
+        return {"x": x}
+
+    def score(self, state, x_adv, counter):
+        """``[B]`` ``-||x - Phi(x_adv)||^2`` summed over each sample (differentiable)."""
+        del counter
+        x = state["x"]
+        error = tf.square(x - self.model(x_adv, training=False))
+        return -tf.reduce_sum(tf.reshape(error, [tf.shape(x)[0], -1]), axis=1)
+
+    def update(self, state, x_adv, counter):
+        """Nothing to fit: returns ``(state, score at x_adv)``."""
+        return state, self.score(state, x_adv, counter)
+
+    def get_config(self):
+        """Returns the settings as a JSON-serializable dict."""
+        return {"name": self.name}
+
+
+SIMILARITIES = ("mine", "l2")
+
+
 def make_similarity(name, model, input_shape, view="auto", seed=0, mine_steps=20,
                     learning_rate=1.5e-5, layer_name=None, **view_kwargs):
-    """Builds a similarity by name (``"mine"``)."""
+    """Builds a similarity by name: ``"mine"`` (with its view) or ``"l2"``."""
+    if name == "l2":
+        return L2Similarity(model)
     if name != "mine":
-        raise ValueError(f"similarity must be 'mine'. Received: similarity={name!r}")
+        raise ValueError(f"similarity must be one of {SIMILARITIES}. Received: similarity={name!r}")
     return MINESimilarity(
         make_view(view, model, input_shape, seed=seed, layer_name=layer_name, **view_kwargs),
         mine_steps=mine_steps,

@@ -1,10 +1,12 @@
 """Trains the paper's autoencoders on a dataset and saves them with what made them.
 
 :func:`train_autoencoder` fits one of the four autoencoders of Section 5.4 on the
-train split of a dataset and, given ``out``, writes::
+train split of a dataset (optionally augmented with UAEs, Section 5.4's
+retraining) and, given ``out``, writes::
 
     OUT/model.keras   the reconstruction model Phi (plain keras.Model)
-    OUT/train.json    history, config, versions, seconds, train_reconstruction_error
+    OUT/train.json    history, config, versions, seconds, train and test
+                      reconstruction errors
 
 Both files are written atomically, so a killed run never leaves a half-written file.
 :func:`load_model_dir` reads them back.
@@ -17,7 +19,9 @@ Example:
 >>> phi, record = training.load_model_dir("runs/conv")  # doctest: +SKIP
 """
 
+import hashlib
 import json
+import math
 import numbers
 import os
 import time
@@ -30,6 +34,7 @@ import autoencoders
 from uae_tf import datasets
 from uae_tf._provenance import versions
 from uae_tf._validation import check_positive_int
+from uae_tf.augmentation import UAESequence
 from uae_tf.evaluation import reconstruction_error
 from uae_tf._io import write_json_atomic
 
@@ -46,8 +51,16 @@ def train_autoencoder(
     out=None,
     data_dir=None,
     verbose=1,
+    limit=None,
+    augmentation=None,
+    callbacks=None,
 ):
     """Trains one of the paper's autoencoders on a dataset's train split.
+
+    With ``augmentation`` (UAEs or GA samples of the train split, from
+    :func:`uae_tf.generate`) the model trains from scratch on the originals plus
+    one augmentation each through a :class:`uae_tf.UAESequence`: failed UAEs and
+    samples the results do not cover are replicated, as in the paper.
 
     Seeds Python, NumPy and TensorFlow with ``keras.utils.set_random_seed(seed)`` and
     the model's initializers with ``seed``, so the same arguments give the same
@@ -58,7 +71,7 @@ def train_autoencoder(
             ``"conv"``, ``"adversarial"``.
         dataset: One of ``uae_tf.datasets.DATASETS``, e.g. ``"mnist5k"``.
         epochs: Training epochs; default the paper's Table 8 value,
-            ``autoencoders.default_epochs(arch, dataset)``.
+            ``autoencoders.default_epochs(arch, dataset, augmented)``.
         batch_size: Training batch size; default ``autoencoders.default_batch_size``
             (100, as published).
         seed: Integer seed (>= 0) of the initializers, shuffling and any other
@@ -68,13 +81,19 @@ def train_autoencoder(
         data_dir: tensorflow-datasets cache directory for the datasets that need one.
         verbose: Keras ``fit`` verbosity: 0 silent, 1 progress bar, 2 one line per
             epoch.
+        limit: Train on the first ``limit`` samples of the split only.
+        augmentation: A results directory of :func:`uae_tf.generate` over the same
+            train split (rows matched by dataset index), or ``None``.
+        callbacks: Extra Keras callbacks for ``fit``.
 
     Returns:
         ``(phi, record)``: the trained reconstruction model Phi (a plain
         ``keras.Model``) and the dict written to ``train.json``: ``history`` (per-epoch
         losses), ``config`` (``arch``, ``dataset``, ``epochs``, ``batch_size``,
-        ``seed``, ``data_dir``), ``versions``, ``seconds`` (wall time of ``fit``) and
-        ``train_reconstruction_error`` (see
+        ``seed``, ``data_dir``, ``limit``, ``augmentation``), ``versions``,
+        ``seconds`` (wall time of ``fit``), ``steps`` (gradient steps taken),
+        ``train_reconstruction_error`` on the originals and
+        ``test_reconstruction_error`` on the test split (see
         :func:`uae_tf.evaluation.reconstruction_error`).
 
     Raises:
@@ -98,7 +117,7 @@ def train_autoencoder(
             f"dataset must be one of {datasets.DATASETS}. Received: dataset={dataset!r}"
         )
     if epochs is None:
-        epochs = autoencoders.default_epochs(arch, dataset)
+        epochs = autoencoders.default_epochs(arch, dataset, augmented=augmentation is not None)
     epochs = check_positive_int(epochs, "epochs")
     if batch_size is None:
         batch_size = autoencoders.default_batch_size
@@ -111,11 +130,24 @@ def train_autoencoder(
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
 
+    if limit is not None:
+        limit = check_positive_int(limit, "limit")
     x, _ = datasets.load(dataset, "train", data_dir=data_dir)
+    x = x[:limit]
+    augmentation_config = None
+    if augmentation is not None:
+        data = UAESequence.from_results(x, augmentation, batch_size=batch_size, seed=seed)
+        augmentation_config = _augmentation_config(augmentation, dataset)
+        fit_args = {"x": data}
+        steps_per_epoch = len(data)
+    else:
+        fit_args = {"x": x, "y": x, "batch_size": batch_size, "shuffle": True}
+        steps_per_epoch = math.ceil(len(x) / batch_size)
+    x_test, _ = datasets.load(dataset, "test", data_dir=data_dir)
     keras.utils.set_random_seed(seed)
     model = autoencoders.build(arch, x.shape[1:], seed=seed)
     start = time.perf_counter()
-    history = model.fit(x, x, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=verbose)
+    history = model.fit(**fit_args, epochs=epochs, verbose=verbose, callbacks=callbacks)
     seconds = time.perf_counter() - start
     phi = autoencoders.reconstruction_model(model)
 
@@ -130,15 +162,104 @@ def train_autoencoder(
             "batch_size": batch_size,
             "seed": seed,
             "data_dir": None if data_dir is None else str(data_dir),
+            "limit": limit,
+            "augmentation": augmentation_config,
         },
         "versions": versions(),
         "seconds": seconds,
+        "steps": epochs * steps_per_epoch,
+        "n_train": len(x),
         "train_reconstruction_error": reconstruction_error(phi, x),
+        "test_reconstruction_error": reconstruction_error(phi, x_test),
     }
     if out is not None:
         _save_model_atomic(phi, out / MODEL_FILE)
         write_json_atomic(out / RECORD_FILE, record)
     return phi, record
+
+
+def _augmentation_config(augmentation, dataset):
+    """What identifies an augmentation directory, checked against the dataset trained on."""
+    from uae_tf.generation import load_summary
+
+    summary = load_summary(augmentation)
+    config = summary["config"]
+    made_on = (config.get("dataset"), config.get("split"))
+    if made_on[0] is not None and made_on != (dataset, "train"):
+        raise ValueError(
+            f"{augmentation} holds augmentations of {made_on[0]!r} ({made_on[1]} split); "
+            f"expected the train split of {dataset!r}."
+        )
+    return {
+        "path": str(augmentation),
+        "method": config.get("method"),
+        "n": summary.get("n"),
+        "asr": summary.get("asr"),
+        "uae_sha256": file_sha256(Path(augmentation) / "uae.npz"),
+    }
+
+
+def retrain(model, augment, epochs=None, seed=None, out=None, verbose=1, callbacks=None):
+    """Trains the architecture of a saved model from scratch on originals plus augmentation.
+
+    The training set, batch size and (by default) seed are the saved model's, read
+    from its ``train.json``; epochs default to the "augmented" column of Table 8.
+
+    Args:
+        model: Directory written by :func:`train_autoencoder` (``uae train``).
+        augment: Results directory of :func:`uae_tf.generate` over that model's
+            training set (``uae generate --split train``).
+        epochs: Training epochs (default: Table 8's augmented value).
+        seed: Seed (default: the saved model's).
+        out: Output directory, as for :func:`train_autoencoder`.
+        verbose: Keras ``fit`` verbosity.
+        callbacks: Extra Keras callbacks (e.g. :class:`uae_tf.UAERegeneration`).
+
+    Returns:
+        ``(phi, record)`` as :func:`train_autoencoder`.
+
+    Raises:
+        FileNotFoundError: if ``model`` has no ``train.json`` or ``augment`` no results.
+        ValueError: if the augmentation was made on another dataset or split.
+    """
+    record_file = Path(model) / RECORD_FILE
+    if not record_file.is_file():
+        raise FileNotFoundError(
+            f"No {RECORD_FILE} in {model}: retrain needs the directory `uae train` wrote, "
+            "whose record names the architecture and data."
+        )
+    try:
+        config = json.loads(record_file.read_text())["config"]
+        arch, dataset = config["arch"], config["dataset"]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as error:
+        raise ValueError(f"{record_file} is not a readable training record: {error}") from error
+    if arch not in autoencoders.ARCHITECTURES:
+        raise ValueError(
+            f"{record_file} is the record of a {arch!r} model; retrain handles the "
+            f"autoencoders {autoencoders.ARCHITECTURES}."
+        )
+    return train_autoencoder(
+        arch,
+        dataset,
+        epochs=epochs,
+        batch_size=config.get("batch_size"),
+        seed=config.get("seed", 0) if seed is None else seed,
+        out=out,
+        data_dir=config.get("data_dir"),
+        verbose=verbose,
+        limit=config.get("limit"),
+        augmentation=augment,
+        callbacks=callbacks,
+    )
+
+
+def file_sha256(path):
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def load_model_dir(path):

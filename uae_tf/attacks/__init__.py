@@ -1,6 +1,9 @@
 """Attacks: MinMax (Algorithm 1) and the baselines."""
 
 from uae_tf.attacks.base import AttackResult
+from uae_tf.attacks.gaussian import GaussianAugmentation
 from uae_tf.attacks.minmax import MinMaxAttack
+from uae_tf.attacks.penalty import PenaltyAttack
+from uae_tf.attacks.pgd import PGDAttack
 
-__all__ = ["AttackResult", "MinMaxAttack"]
+__all__ = ["AttackResult", "GaussianAugmentation", "MinMaxAttack", "PGDAttack", "PenaltyAttack"]

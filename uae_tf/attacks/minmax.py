@@ -7,8 +7,10 @@ import tensorflow as tf
 
 from uae_tf import _seeds, _validation
 from uae_tf.attacks.base import AttackResult, run_in_batches
-from uae_tf.similarity import MINESimilarity
-from uae_tf.views import make_view
+from uae_tf.similarity import SIMILARITIES, make_similarity
+
+# Stream of the initial perturbation, apart from the networks' and permutations' draws.
+_DELTA_STREAM = 0x64656C74
 
 
 class MinMaxAttack:
@@ -30,10 +32,19 @@ class MinMaxAttack:
        unsupervised, highest for supervised).
 
     Where no iterate succeeds the sample gets the iterate with the lowest f and
-    ``success=False``. delta starts at 0 and c at ``initial_const`` (1e-3, the
-    published code; Algorithm 1 writes c_0 = 0, which would make the first step
-    ignore the criterion). The MI of an iterate is the estimate of the last MINE
-    step's forward pass, as in the published code.
+    ``success=False``. c starts at ``initial_const`` (1e-3, the published code;
+    Algorithm 1 writes c_0 = 0, which would make the first step ignore the
+    criterion). delta starts at 0 (Algorithm 1) unless ``initial_perturbation``
+    says otherwise. The MI of an iterate is the estimate of the last MINE step's
+    forward pass, as in the published code.
+
+    The start matters. From delta_0 = 0 with alpha = 0.01 the gradient of I
+    through a barely trained statistics network is tiny and UAEs stay within about
+    1e-4 of x, which as augmentation is close to duplicating the data. The
+    published code created delta with ``tf.get_variable``'s default Glorot-uniform
+    initializer; ``initial_perturbation="glorot"`` reproduces that start (uniform in
+    +-sqrt(6 / (fan_in + fan_out)) of a ``[1, *sample_shape]`` variable, as TF
+    computes it: 0.086 for a 28x28x1 image), and the Table 4 experiment uses it.
 
     All T iterations of a batch run in one ``tf.function`` (a ``tf.while_loop``)
     with every per-sample quantity -- delta, c, the statistics networks and their
@@ -44,7 +55,15 @@ class MinMaxAttack:
     Args:
         criterion: A criterion from :mod:`uae_tf.criteria`.
         view: ``"auto"``, ``"conv"``, ``"random"`` or a view object; ``auto`` picks
-            the conv view when ``criterion.model`` has a ``Conv2D``.
+            the conv view when ``criterion.model`` has a ``Conv2D``. Unused by the
+            ``"l2"`` similarity.
+        similarity: ``"mine"`` (the method) or ``"l2"`` (the L2-UAE baseline:
+            ``-||x - Phi(x + delta)||^2`` in place of I, unsupervised criteria with
+            a model only). The results' ``mi`` fields then hold that value.
+        initial_perturbation: delta_0: ``0.0`` (Algorithm 1), a radius r > 0 for
+            delta_0 uniform in [-r, r], or ``"glorot"`` for the published code's
+            Glorot-uniform start (see above). Drawn from ``(seed, index)``; x +
+            delta_0 is clipped to [0, 1].
         steps: T, attack iterations (paper: 40 unsupervised).
         step_size: alpha, the gradient step on delta (paper: 0.01).
         beta: Step size of the c update (paper: 0.1).
@@ -75,6 +94,8 @@ class MinMaxAttack:
         self,
         criterion,
         view="auto",
+        similarity="mine",
+        initial_perturbation=0.0,
         steps=40,
         step_size=0.01,
         beta=0.1,
@@ -107,6 +128,28 @@ class MinMaxAttack:
         self.batch_size = _validation.check_positive_int(batch_size, "batch_size")
         self.seed = int(seed)
         self.view = view
+        if similarity not in SIMILARITIES:
+            raise ValueError(
+                f"similarity must be one of {SIMILARITIES}. Received: similarity={similarity!r}"
+            )
+        if similarity == "l2" and (criterion.supervised or criterion.model is None):
+            raise ValueError(
+                "similarity='l2' (the L2-UAE baseline) needs an unsupervised criterion with "
+                f"a model, such as ReconstructionCriterion. Received: {criterion!r}"
+            )
+        self.similarity_name = similarity
+        if initial_perturbation != "glorot" and not (
+            isinstance(initial_perturbation, (int, float))
+            and np.isfinite(initial_perturbation)
+            and 0 <= initial_perturbation <= 1
+        ):
+            raise ValueError(
+                "initial_perturbation must be 'glorot' or a radius in [0, 1]. Received: "
+                f"initial_perturbation={initial_perturbation!r}"
+            )
+        self.initial_perturbation = (
+            initial_perturbation if initial_perturbation == "glorot" else float(initial_perturbation)
+        )
         self.layer_name = layer_name
         self.num_projections = num_projections
         self.projection_dim = projection_dim
@@ -126,6 +169,8 @@ class MinMaxAttack:
             "attack": type(self).__name__,
             "criterion": self.criterion.get_config(),
             "view": view,
+            "similarity": self.similarity_name,
+            "initial_perturbation": self.initial_perturbation,
             "steps": self.steps,
             "step_size": self.step_size,
             "beta": self.beta,
@@ -154,16 +199,18 @@ class MinMaxAttack:
             )
         if self._similarity is None:
             self._input_shape = input_shape
-            view = make_view(
-                self.view,
+            self._similarity = make_similarity(
+                self.similarity_name,
                 self.criterion.model,
                 input_shape,
+                view=self.view,
                 seed=self.seed,
+                mine_steps=self.mine_steps,
+                learning_rate=self.mine_lr,
                 layer_name=self.layer_name,
                 num_projections=self.num_projections,
                 projection_dim=self.projection_dim,
             )
-            self._similarity = MINESimilarity(view, self.mine_steps, self.mine_lr)
             self._prepare = tf.function(self._prepare_batch, reduce_retracing=True)
             self._loop = self._compile_loop(self.jit_compile is not False)
         return self._similarity
@@ -211,9 +258,9 @@ class MinMaxAttack:
     def _run_batch(self, x, labels, indices):
         x = tf.constant(x)
         labels = None if labels is None else tf.constant(labels)
-        reference, state = self._prepare(x, labels, tf.constant(indices))
+        reference, delta, state = self._prepare(x, labels, tf.constant(indices))
         try:
-            out = self._loop(x, reference, state)
+            out = self._loop(x, reference, delta, state)
         except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as error:
             if self.jit_compile != "auto" or "XLA" not in str(error):
                 raise
@@ -223,22 +270,36 @@ class MinMaxAttack:
             )
             self.jit_compile = False
             self._loop = self._compile_loop(False)
-            out = self._loop(x, reference, state)
+            out = self._loop(x, reference, delta, state)
         return AttackResult(**{k: v.numpy() for k, v in out.items()})
 
     def _prepare_batch(self, x, labels, indices):
-        """Per-sample constants, seeds, fresh networks and permutations (no XLA)."""
+        """Per-sample constants, delta_0, fresh networks and permutations (no XLA)."""
         reference = self.criterion.reference(x, labels)
         seeds = _seeds.sample_seeds(self.seed, indices)
         num_draws = self.steps * self._similarity.draws_per_iteration
-        return reference, self._similarity.initial_state(x, seeds, num_draws)
+        delta = self._initial_delta(x, seeds)
+        return reference, delta, self._similarity.initial_state(x, seeds, num_draws)
 
-    def _attack_loop(self, x, reference, state):
+    def _initial_delta(self, x, seeds):
+        radius = self.initial_perturbation
+        if radius == "glorot":
+            radius = glorot_radius(x.shape[1:])
+        if radius == 0:
+            return tf.zeros_like(x)
+        radius = min(radius, self.epsilon)
+        delta = tf.map_fn(
+            lambda s: tf.random.stateless_uniform(tf.shape(x)[1:], s, -radius, radius),
+            _seeds.fold_in(seeds, _DELTA_STREAM),
+            fn_output_signature=tf.float32,
+        )
+        return tf.clip_by_value(x + delta, 0.0, 1.0) - x
+
+    def _attack_loop(self, x, reference, delta, state):
         criterion, similarity = self.criterion, self._similarity
         sign = -1.0 if criterion.supervised else 1.0  # F = c f+ + sign * I
         draws = similarity.draws_per_iteration
         batch = tf.shape(x)[0]
-        delta = tf.zeros_like(x)
         const = tf.fill([batch], self.initial_const)
         # Best successful iterate (by signed MI) and lowest-f fallback.
         best_x = x
@@ -290,6 +351,22 @@ class MinMaxAttack:
             "mi_history": tf.transpose(mi_history.stack()),
             "c_history": tf.transpose(c_history.stack()),
         }
+
+
+def glorot_radius(sample_shape):
+    """Glorot-uniform limit of a ``[1, *sample_shape]`` variable, computed as TF does.
+
+    For a 4-D shape ``[1, h, w, c]`` the receptive field is ``h`` (the leading axes
+    but the last two), fan_in ``w * h`` and fan_out ``c * h``; for ``[1, d]``
+    fan_in 1 and fan_out d. Returns ``sqrt(6 / (fan_in + fan_out))``.
+    """
+    shape = (1, *[int(d) for d in sample_shape])
+    if len(shape) == 2:
+        fan_in, fan_out = shape
+    else:
+        receptive = int(np.prod(shape[:-2]))
+        fan_in, fan_out = shape[-2] * receptive, shape[-1] * receptive
+    return float(np.sqrt(6.0 / (fan_in + fan_out)))
 
 
 def _where(mask, a, b, sample_axes):

@@ -1,0 +1,298 @@
+"""Tests of the supervised half: classifiers, the penalty attack with binary search,
+PGD, and ``uae reproduce table3`` on tiny settings."""
+
+import contextlib
+import io
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from autoencoders.classifiers import build_classifier
+from uae_tf.attacks import MinMaxAttack, PenaltyAttack, PGDAttack
+from uae_tf.attacks.penalty import binary_search_update
+from uae_tf.cli import main
+from uae_tf.criteria import MarginCriterion
+
+# A small random view keeps the MINE networks tiny, so the attacks run in seconds.
+FAST_VIEW = {"view": "random", "num_projections": 16, "projection_dim": 8}
+
+
+@pytest.fixture(scope="module")
+def correct(mnist5k, classifier):
+    """Eight test digits the ``classifier`` fixture classifies correctly: ``(x, y)``."""
+    x, y = mnist5k[2], mnist5k[3]
+    predicted = classifier.predict(x[:200], verbose=0).argmax(-1)
+    keep = np.flatnonzero(predicted == y[:200])[:8]
+    return x[keep], y[keep]
+
+
+@pytest.fixture(scope="module")
+def penalty_result(classifier, correct):
+    """A penalty attack of 6 search steps of 5 iterations on the eight digits.
+
+    The step on delta is 10x the paper's, so that c = 1 is enough to succeed in 5
+    iterations and the search has steps left to bisect.
+    """
+    attack = PenaltyAttack(
+        MarginCriterion(classifier), search_steps=6, steps=5, step_size=0.1, seed=0,
+        batch_size=8, **FAST_VIEW,
+    )
+    return attack, attack(correct[0], labels=correct[1])
+
+
+def _predict(model, x):
+    return model.predict(x, verbose=0).argmax(-1)
+
+
+def _search_constants(result, steps):
+    """``[N, B]`` the constant c each search step used."""
+    c = result.c_history.reshape(len(result.c_history), -1, steps)
+    assert np.all(c == c[:, :, :1]), "c must be fixed within a search step"
+    return c[:, :, 0]
+
+
+# Classifiers.
+
+
+def test_mnist_classifier_is_the_carlini_wagner_stack():
+    model = build_classifier((28, 28, 1), seed=0)
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    denses = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    pools = [layer for layer in model.layers if isinstance(layer, keras.layers.MaxPooling2D)]
+    assert [c.filters for c in convs] == [32, 32, 64, 64]
+    assert all(c.kernel_size == (3, 3) and c.padding == "valid" for c in convs)
+    assert all(c.activation.__name__ == "relu" for c in convs)
+    assert [p.pool_size for p in pools] == [(2, 2), (2, 2)]
+    assert [d.units for d in denses] == [200, 200, 10]
+    assert [d.activation.__name__ for d in denses] == ["relu", "relu", "linear"]  # logits
+    assert model.output_shape == (None, 10)
+    assert isinstance(model.optimizer, keras.optimizers.SGD) and model.optimizer.nesterov
+
+
+def test_cifar_classifier_widths_and_bad_shapes():
+    model = build_classifier((32, 32, 3), seed=0)
+    assert model.name == "cw_cifar"
+    assert [l.filters for l in model.layers if isinstance(l, keras.layers.Conv2D)] == [64, 64, 128, 128]
+    assert [l.units for l in model.layers if isinstance(l, keras.layers.Dense)] == [256, 256, 10]
+    with pytest.raises(ValueError, match="at least 14x14"):
+        build_classifier((8, 8, 1))
+    with pytest.raises(ValueError, match="variant"):
+        build_classifier((28, 28, 1), variant="imagenet")
+
+
+# Binary search (Algorithm 3).
+
+
+def test_binary_search_multiplies_c_by_ten_while_unbounded():
+    const, lower, upper = binary_search_update([False], [1e-3], [1e-3], [1e9])
+    assert const[0] == pytest.approx(1e-2) and lower[0] == 1e-3 and upper[0] == 1e9
+    const, lower, upper = binary_search_update([False], const, lower, upper)
+    assert const[0] == pytest.approx(1e-1) and lower[0] == pytest.approx(1e-2)
+
+
+def test_binary_search_lowers_c_after_a_success_then_bisects():
+    const, lower, upper = binary_search_update([True], [10.0], [1.0], [1e9])
+    assert upper[0] == 10.0 and const[0] == pytest.approx(5.5) and const[0] < 10.0
+    # A failure below a known upper bound bisects upwards, never x10.
+    const, lower, upper = binary_search_update([False], const, lower, upper)
+    assert lower[0] == pytest.approx(5.5) and const[0] == pytest.approx(7.75)
+
+
+def test_penalty_search_raises_c_until_success_then_lowers_it(penalty_result):
+    attack, result = penalty_result
+    constants = _search_constants(result, attack.steps)
+    assert np.allclose(constants[:, 0], 1e-3)
+    for c in constants:
+        ratios = c[1:] / c[:-1]
+        fell = np.flatnonzero(ratios < 1)
+        rises = ratios if not len(fell) else ratios[: fell[0]]
+        assert np.allclose(rises, 10.0, rtol=1e-5), c  # x10 while unbounded
+        if len(fell):  # after the first success, c is bounded: never x10 again
+            assert np.all(ratios[fell[0]:] < 10.0 - 1e-3), c
+    # With 6 search steps every digit succeeded at some c, and c fell after it.
+    assert np.all((constants[:, 1:] < constants[:, :-1]).any(axis=1))
+    assert result.mi_history.shape == result.c_history.shape == (len(constants), 6 * 5)
+
+
+@pytest.mark.parametrize("method", ["penalty", "minmax", "pgd"])
+def test_success_flags_match_the_recomputed_prediction(method, classifier, correct, penalty_result):
+    x, y = correct
+    if method == "penalty":
+        result = penalty_result[1]
+    elif method == "minmax":
+        result = MinMaxAttack(MarginCriterion(classifier), steps=20, seed=0, batch_size=8,
+                              **FAST_VIEW)(x, labels=y)
+    else:
+        result = PGDAttack(classifier, epsilon=0.1, steps=10)(x, labels=y)
+    np.testing.assert_array_equal(result.success, _predict(classifier, result.x_adv) != y)
+    assert result.success.any()
+    assert np.all((result.x_adv >= 0) & (result.x_adv <= 1))
+
+
+def test_penalty_keeps_the_best_mi_successful_iterate(penalty_result, correct):
+    attack, result = penalty_result
+    assert np.all(np.isfinite(result.mi))
+    assert np.all(result.f[result.success] <= 0)
+    # The returned MI is one of the estimates of the history, the highest where it
+    # was kept (supervised: keep similar).
+    for i in np.flatnonzero(result.success):
+        assert np.isclose(result.mi_history[i], result.mi[i], atol=1e-6).any()
+
+
+def test_penalty_batch_gives_what_single_runs_give(classifier, correct):
+    x, y = correct[0][:3], correct[1][:3]
+    # Graph mode: the property does not depend on XLA, and it compiles 3x faster.
+    settings = dict(search_steps=2, steps=3, seed=5, jit_compile=False, **FAST_VIEW)
+    batched = PenaltyAttack(MarginCriterion(classifier), batch_size=3, **settings)(x, labels=y)
+    single = PenaltyAttack(MarginCriterion(classifier), batch_size=1, **settings)(x, labels=y)
+    np.testing.assert_allclose(batched.x_adv, single.x_adv, atol=1e-5)
+    np.testing.assert_allclose(batched.c_history, single.c_history)
+    np.testing.assert_array_equal(batched.success, single.success)
+
+
+def test_penalty_rejects_bad_settings(classifier):
+    criterion = MarginCriterion(classifier)
+    with pytest.raises(ValueError, match="search_steps"):
+        PenaltyAttack(criterion, search_steps=0)
+    with pytest.raises(ValueError, match="lower_bound"):
+        PenaltyAttack(criterion, lower_bound=10.0, upper_bound=1.0)
+    with pytest.raises(ValueError, match="initial_const"):
+        PenaltyAttack(criterion, initial_const=0.0)
+    assert "search_steps=9" in repr(PenaltyAttack(criterion))
+
+
+# PGD.
+
+
+@pytest.mark.parametrize("random_start", [False, True])
+def test_pgd_stays_in_its_epsilon_ball_and_in_the_unit_box(classifier, correct, random_start):
+    x, y = correct
+    epsilon = 0.05
+    result = PGDAttack(classifier, epsilon=epsilon, steps=10, random_start=random_start,
+                       seed=1)(x, labels=y)
+    assert np.abs(result.x_adv - x).max() <= epsilon + 1e-6
+    assert result.x_adv.min() >= 0.0 and result.x_adv.max() <= 1.0
+    assert np.all(np.isnan(result.mi)) and result.mi_history.shape == (len(x), 0)
+
+
+def test_pgd_random_start_depends_on_the_seed_only(classifier, correct):
+    x, y = correct
+    a = PGDAttack(classifier, epsilon=0.05, steps=1, random_start=True, seed=3, batch_size=3)
+    b = PGDAttack(classifier, epsilon=0.05, steps=1, random_start=True, seed=3, batch_size=8)
+    np.testing.assert_allclose(a(x, labels=y).x_adv, b(x, labels=y).x_adv, atol=1e-6)
+
+
+@pytest.mark.parametrize("loss", ["margin", "crossentropy"])
+def test_targeted_pgd_reaches_the_target(classifier, correct, loss):
+    x, y = correct
+    targets = (y + 1) % 10
+    result = PGDAttack(classifier, epsilon=0.3, steps=40, loss=loss, targeted=True)(x, labels=targets)
+    predicted = _predict(classifier, result.x_adv)
+    np.testing.assert_array_equal(result.success, predicted == targets)
+    assert result.attack_success_rate >= 0.75
+
+
+def test_targeted_penalty_attack_reaches_the_target(classifier, correct):
+    x, y = correct[0][:4], correct[1][:4]
+    targets = (y + 1) % 10
+    attack = PenaltyAttack(MarginCriterion(classifier, targeted=True), search_steps=6, steps=5,
+                           step_size=0.1, seed=0, batch_size=4, jit_compile=False, **FAST_VIEW)
+    result = attack(x, labels=targets)
+    predicted = _predict(classifier, result.x_adv)
+    assert result.success.any()
+    np.testing.assert_array_equal(predicted[result.success], targets[result.success])
+
+
+def test_pgd_rejects_bad_settings(classifier, correct):
+    with pytest.raises(ValueError, match="epsilon"):
+        PGDAttack(classifier, epsilon=2.0)
+    with pytest.raises(ValueError, match="loss"):
+        PGDAttack(classifier, loss="hinge")
+    with pytest.raises(ValueError, match="labels"):
+        PGDAttack(classifier)(correct[0], labels=correct[1][:2])
+    assert PGDAttack(classifier, epsilon=0.2, steps=100).step_size == pytest.approx(0.005)
+
+
+# Command line.
+
+
+def _run(argv):
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        code = main(argv)
+    return code, json.loads(stdout.getvalue().strip().splitlines()[-1])
+
+
+def test_uae_train_classifier_records_test_accuracy(tmp_path):
+    out = tmp_path / "cw"
+    code, summary = _run(["train", "--arch", "classifier", "--dataset", "mnist5k",
+                          "--epochs", "1", "--quiet", "--out", str(out)])
+    assert code == 0 and summary["arch"] == "classifier"
+    record = json.loads((out / "train.json").read_text())
+    assert 0.0 <= record["test_accuracy"] <= 1.0
+    assert record["config"]["batch_size"] == 128 and record["config"]["variant"] == "mnist"
+    assert (out / "model.keras").is_file()
+
+
+def test_reproduce_table3_writes_the_report(tmp_path, classifier):
+    model_file = tmp_path / "classifier.keras"
+    classifier.save(model_file)
+    out = tmp_path / "table3"
+    argv = ["reproduce", "table3", "--model", str(model_file), "--n", "2", "--iterations", "4",
+            "--search-steps", "2", "--view", "random", "--quiet", "--out", str(out)]
+    code, summary = _run(argv)
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert [row["method"] for row in report["rows"]] == ["minmax", "penalty"]
+    for row in report["rows"]:
+        assert {"method", "asr", "mi", "mi_std"} <= set(row)
+        assert 0.0 <= row["asr"] <= 1.0
+    assert report["config"]["seed"] == 0 and "tensorflow" in report["config"]["versions"]
+    assert summary["rows"] == report["rows"]
+    assert "28.28" in (out / "report.md").read_text()  # the paper's numbers beside ours
+    assert (out / "fig2_mi_vs_iteration.png").stat().st_size > 0
+    # Rerun: every chunk is on disk, so it resumes to the same report.
+    assert _run(argv)[1]["rows"] == report["rows"]
+
+
+def test_reproduce_table3_refuses_t_not_a_multiple_of_b(tmp_path, capsys):
+    argv = ["reproduce", "table3", "--n", "1", "--iterations", "5", "--search-steps", "2",
+            "--out", str(tmp_path)]
+    assert main(argv) == 1
+    assert "multiple" in capsys.readouterr().err
+
+
+def test_reproduce_figure3_draws_the_grid(tmp_path, classifier, monkeypatch):
+    from uae_tf.reproduce import figure3
+
+    monkeypatch.setattr(figure3, "EPSILONS", (0.1, 1.0))  # two columns instead of ten
+    model_file = tmp_path / "classifier.keras"
+    classifier.save(model_file)
+    out = tmp_path / "figure3"
+    code, _ = _run(["reproduce", "figure3", "--model", str(model_file), "--n", "2", "--steps",
+                    "3", "--view", "random", "--quiet", "--out", str(out)])
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert {(r["method"], r["epsilon"]) for r in report["rows"]} == {
+        (m, e) for m in ("minmax", "pgd") for e in (0.1, 1.0)
+    }
+    assert all(r["linf"] <= r["epsilon"] + 1e-6 for r in report["rows"])
+    assert (out / "figure3.png").stat().st_size > 0
+
+
+def test_reproduce_robustness_on_tiny_settings(tmp_path):
+    out = tmp_path / "robustness"
+    code, summary = _run([
+        "reproduce", "robustness", "--train-limit", "8", "--n", "2", "--epsilons", "0.1,0.3",
+        "--classifier-epochs", "1", "--ae-epochs", "1", "--uae-steps", "1",
+        "--uae-mine-steps", "1", "--quiet", "--out", str(out),
+    ])
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert {(r["model"], r["epsilon"]) for r in report["rows"]} == {
+        (m, e) for m in ("std", "std_uae") for e in (0.1, 0.3)
+    }
+    assert report["config"]["classifier_epochs"] == {"std": 2, "std_uae": 1}
+    assert (out / "robustness.png").stat().st_size > 0 and (out / "report.md").is_file()

@@ -1,0 +1,66 @@
+"""`uae reproduce table4` on tiny settings: the report's schema, figures and resume."""
+
+import json
+
+import pytest
+
+from uae_tf import cli
+from uae_tf.reproduce.table4 import ROWS
+
+ARGS = [
+    "reproduce", "table4", "--dataset", "digits", "--arch", "dense", "--limit", "24",
+    "--epochs", "2", "--augmented-epochs", "1", "--batch-size", "24", "--quiet",
+]
+
+
+@pytest.fixture(scope="module")
+def table4(tmp_path_factory):
+    out = tmp_path_factory.mktemp("table4")
+    assert cli.main([*ARGS, "--out", str(out)]) == 0
+    return out
+
+
+def test_report_schema(table4):
+    report = json.loads((table4 / "report.json").read_text())
+    assert [row["method"] for row in report["rows"]] == list(ROWS)
+    for row in report["rows"]:
+        assert {"method", "test_error", "test_error_std", "asr", "improvement_pct"} <= set(row)
+        assert row["test_error"] > 0
+        assert row["test_error_std"] is None  # one replicate
+    rows = {row["method"]: row for row in report["rows"]}
+    assert rows["original"]["improvement_pct"] == 0.0
+    assert rows["original"]["asr"] is None and rows["original-same-steps"]["asr"] is None
+    for method in ("mine-uae", "l2-uae", "ga-0.01", "ga-0.001"):
+        assert 0.0 <= rows[method]["asr"] <= 1.0
+        base = rows["original"]["test_error"]
+        expected = 100 * (base - rows[method]["test_error"]) / base
+        assert rows[method]["improvement_pct"] == pytest.approx(expected)
+    # 48 augmented samples in batches of 100: 1 step per epoch; the control matches it.
+    assert rows["mine-uae"]["steps"] == rows["original-same-steps"]["steps"]
+    config = report["config"]
+    assert config["seeds"] == [0] and config["limit"] == 24
+    assert config["initial_perturbation"] == "glorot"
+    assert "tensorflow" in report["versions"]
+    assert report["n_train"] == 24
+
+
+def test_report_files(table4):
+    markdown = (table4 / "report.md").read_text()
+    assert "| mine-uae |" in markdown and "fig5_uaes.png" in markdown
+    for name in ("fig5_uaes.png", "mi_c_history.png"):
+        assert (table4 / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_rerun_resumes_and_changed_config_is_refused(table4, capsys):
+    before = json.loads((table4 / "report.json").read_text())["rows"]
+    assert cli.main([*ARGS[:-1], "--out", str(table4)]) == 0
+    assert "done before" in capsys.readouterr().out
+    assert json.loads((table4 / "report.json").read_text())["rows"] == before
+    assert cli.main([*ARGS, "--seed", "3", "--out", str(table4)]) == 1
+    assert "holds results of another configuration" in capsys.readouterr().err
+
+
+def test_bad_arguments_exit_2(tmp_path, capsys):
+    assert cli.main(["reproduce", "table4", "--dataset", "digits", "--arch", "dense",
+                     "--initial-perturbation", "big", "--out", str(tmp_path)]) == 2
+    assert "initial-perturbation" in capsys.readouterr().err

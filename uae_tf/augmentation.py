@@ -1,0 +1,298 @@
+"""UAE augmentation for ``model.fit``: a ``keras.utils.PyDataset`` and a regeneration callback.
+
+The paper's recipe (Section 5.4): every training sample gets one adversarial
+example; where the attack failed, the sample is *replicated* instead ("to keep
+balance"); the model is trained from scratch on the originals plus these. Gaussian
+augmentation (GA) uses every noisy sample, a UAE or not.
+
+:class:`UAESequence` serves that training set, 2N samples, in shuffled batches;
+:class:`UAERegeneration` re-attacks the current model every k epochs (appendix H's
+"second run") and swaps the new examples into the sequence.
+
+Example:
+
+>>> results = uae_tf.load_results("runs/uae")                    # doctest: +SKIP
+>>> sequence = UAESequence.from_results(x_train, results, batch_size=100, seed=0)
+>>> model.fit(sequence, epochs=30)                                # doctest: +SKIP
+"""
+
+import math
+
+import keras
+import numpy as np
+
+from uae_tf import _validation
+
+# Batches Keras reads before training to learn the output signature
+# (keras.src.trainers.data_adapters.data_adapter_utils.NUM_BATCHES_FOR_TENSOR_SPEC).
+_PEEKED_BATCHES = 2
+
+# Methods whose failures are replaced by their originals; GA uses every sample.
+_REPLACES_FAILURES = {"mine": True, "l2": True, "gaussian": False}
+
+
+def augmentation_pool(x, x_aug, success=None):
+    """The augmentation half of the training set: ``x_aug`` with failures replaced by ``x``.
+
+    Args:
+        x: ``[N, ...]`` originals in [0, 1].
+        x_aug: ``[N, ...]`` their augmentations (UAEs), row i made from ``x[i]``.
+        success: ``[N]`` bool; rows where it is False get ``x[i]`` instead of
+            ``x_aug[i]``. ``None`` uses every row of ``x_aug``.
+
+    Returns:
+        ``[N, ...]`` float32.
+    """
+    x = _validation.check_images(x, "x")
+    x_aug = _validation.check_images(x_aug, "x_aug", x.shape[1:])
+    if len(x_aug) != len(x):
+        raise ValueError(
+            f"x_aug must have one row per original: {len(x)} expected. Received {len(x_aug)}"
+        )
+    if success is None:
+        return x_aug
+    success = np.asarray(success).reshape(-1)
+    if success.dtype != bool or len(success) != len(x):
+        raise ValueError(
+            f"success must be {len(x)} booleans, one per original. Received dtype "
+            f"{success.dtype} and {len(success)} entries"
+        )
+    mask = success.reshape((-1,) + (1,) * (x.ndim - 1))
+    return np.where(mask, x_aug, x)
+
+
+def align_results(results, n, indices=None):
+    """Puts generation results in the order of N training samples.
+
+    Args:
+        results: A dict from :func:`uae_tf.load_results` (``x_adv``, ``success``,
+            ``index``...).
+        n: Number of training samples.
+        indices: ``[n]`` dataset rows of the training samples (default
+            ``range(n)``), matched against ``results["index"]``.
+
+    Returns:
+        ``(x_adv, success, covered)`` of ``n`` rows in the training samples'
+        order; a sample the results do not cover (``covered`` False) counts as
+        failed, so that augmentation replicates it.
+    """
+    indices = np.arange(n) if indices is None else np.asarray(indices).reshape(-1)
+    if len(indices) != n:
+        raise ValueError(f"indices must have {n} entries. Received {len(indices)}")
+    index = np.asarray(results["index"]).reshape(-1)
+    x_adv = np.asarray(results["x_adv"])
+    position = {int(i): p for p, i in enumerate(index)}
+    rows = np.array([position.get(int(i), -1) for i in indices])
+    covered = rows >= 0
+    out = np.zeros((n,) + x_adv.shape[1:], np.float32)
+    out[covered] = x_adv[rows[covered]]
+    success = np.zeros(n, bool)
+    success[covered] = np.asarray(results["success"], bool)[rows[covered]]
+    return out, success, covered
+
+
+class UAESequence(keras.utils.PyDataset):
+    """Batches of originals plus their augmentations, for ``model.fit``.
+
+    Serves ``2N`` samples: the N originals and their N augmentations (a failed UAE
+    replaced by its original), shuffled each epoch by a permutation drawn from
+    ``(seed, epoch)``. Batches are ``(inputs, targets)`` with ``targets = inputs``
+    for an autoencoder, or the labels ``y`` (copied to the augmentations) when
+    given.
+
+    Each batch is assembled once per epoch. Keras reads the first two batches
+    before training to learn their shapes; those are kept and handed out when the
+    first epoch asks for them, so the peek costs nothing.
+
+    Args:
+        x: ``[N, ...]`` originals in [0, 1].
+        x_aug: ``[N, ...]`` augmentations, row i made from ``x[i]``.
+        success: ``[N]`` bool or ``None``: failed rows are replaced by originals
+            (``None``: use every row, as for GA).
+        y: ``[N]`` labels, or ``None`` for autoencoders.
+        batch_size: Samples per batch (the last batch may be smaller).
+        shuffle: Shuffle every epoch (Keras does not shuffle a PyDataset).
+        seed: Seed of the shuffling.
+        **kwargs: ``workers``, ``use_multiprocessing``, ``max_queue_size`` of
+            ``keras.utils.PyDataset``.
+    """
+
+    def __init__(self, x, x_aug, success=None, y=None, batch_size=100, shuffle=True, seed=0,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.x = _validation.check_images(x, "x")
+        if len(self.x) == 0:
+            raise ValueError("x is empty: UAESequence needs at least one training sample.")
+        self.y = None
+        if y is not None:
+            self.y = np.asarray(y)
+            if len(self.y) != len(self.x):
+                raise ValueError(f"y must have {len(self.x)} entries. Received {len(self.y)}")
+            self.y = np.concatenate([self.y, self.y])
+        self.batch_size = _validation.check_positive_int(batch_size, "batch_size")
+        self.shuffle = bool(shuffle)
+        self.seed = int(seed)
+        self.epoch = 0
+        self.batches_built = 0  # Counts batch assemblies (one per batch per epoch).
+        self._kept = {}
+        self._served = 0  # Batches handed out this epoch (in this process).
+        self._in_epoch = False  # Between Keras' on_epoch_begin and on_epoch_end.
+        self._order = None
+        self._order_epoch = None
+        self.set_augmentation(x_aug, success)
+
+    @classmethod
+    def from_results(cls, x, results, indices=None, method=None, **kwargs):
+        """Builds the sequence from generation results.
+
+        Args:
+            x: ``[N, ...]`` the training originals.
+            results: A results directory written by :func:`uae_tf.generate` (or
+                ``uae generate``), or the dict :func:`uae_tf.load_results` returns.
+            indices: ``[N]`` dataset rows of ``x`` (default ``range(N)``); samples
+                the results do not cover are replicated.
+            method: ``"mine"``, ``"l2"`` or ``"gaussian"``; read from the results
+                directory's summary by default. GA uses every noisy sample; the
+                attacks replicate their failures.
+            **kwargs: Passed to :class:`UAESequence`.
+        """
+        from uae_tf.generation import load_results, load_summary
+
+        if not isinstance(results, dict):
+            if method is None:
+                method = load_summary(results)["config"].get("method", "mine")
+            results = load_results(results)
+        method = method or "mine"
+        if method not in _REPLACES_FAILURES:
+            raise ValueError(
+                f"method must be one of {sorted(_REPLACES_FAILURES)}. Received: method={method!r}"
+            )
+        x = _validation.check_images(x, "x")
+        x_aug, success, covered = align_results(results, len(x), indices)
+        return cls(x, x_aug, success if _REPLACES_FAILURES[method] else covered, **kwargs)
+
+    def set_augmentation(self, x_aug, success=None):
+        """Replaces the augmentations (e.g. with UAEs of the current model)."""
+        self.x_pool = np.concatenate([self.x, augmentation_pool(self.x, x_aug, success)])
+        self._kept.clear()
+
+    @property
+    def num_samples(self):
+        """2N: originals plus augmentations."""
+        return len(self.x_pool)
+
+    def __len__(self):
+        return math.ceil(self.num_samples / self.batch_size)
+
+    def _permutation(self):
+        if not self.shuffle:
+            return np.arange(self.num_samples)
+        return np.random.default_rng([self.seed, self.epoch]).permutation(self.num_samples)
+
+    def __getitem__(self, index):
+        if not 0 <= index < len(self):
+            raise IndexError(f"batch index {index} out of range [0, {len(self)})")
+        self._served += 1
+        key = (self.epoch, index)
+        if key in self._kept:
+            return self._kept.pop(key)
+        if self._order_epoch != self.epoch:
+            self._order, self._order_epoch = self._permutation(), self.epoch
+        rows = self._order[index * self.batch_size : (index + 1) * self.batch_size]
+        x = self.x_pool[rows]
+        batch = (x, x if self.y is None else self.y[rows])
+        self.batches_built += 1
+        if index < _PEEKED_BATCHES:
+            # Keras builds these to learn the output signature, then asks again.
+            self._kept[key] = batch
+        return batch
+
+    def on_epoch_begin(self):
+        """Called by Keras when an epoch starts."""
+        self._in_epoch = True
+
+    def on_epoch_end(self):
+        """Moves to the next epoch's shuffle.
+
+        Keras also calls this once before training, right after reading the first
+        batches for their shapes; an epoch that served nothing but those batches
+        is not over, so they stay valid for the first real epoch.
+        """
+        if not self._in_epoch and self._served and self._served == len(self._kept):
+            return
+        self._in_epoch = False
+        self.epoch += 1
+        self._served = 0
+        self._kept.clear()
+
+class UAERegeneration(keras.callbacks.Callback):
+    """Re-attacks the model being trained every ``every`` epochs (appendix H, "second run").
+
+    After epochs ``every``, ``2 * every``, ... (but not after the last one) it makes
+    new augmentations of the sequence's originals against the current
+    reconstruction model with :func:`uae_tf.generate` and swaps them into the
+    sequence, so the following epochs train on UAEs of the model as it is now.
+    Regeneration ``r`` (r = 1, 2, ...) uses seed ``seed + r``.
+
+    Args:
+        sequence: The :class:`UAESequence` passed to ``model.fit``.
+        every: Regenerate every this many epochs.
+        indices: Dataset rows of the sequence's originals (their seeds); default
+            ``range(N)``.
+        out: Directory to keep each regeneration's results in
+            (``OUT/regeneration-R``, resumable); default a temporary directory.
+        method: ``"mine"``, ``"l2"`` or ``"gaussian"`` (see :func:`uae_tf.generate`).
+        seed: Base seed.
+        verbose: Print one line per regeneration.
+        **generate_kwargs: Passed to :func:`uae_tf.generate` (``preset``, ``view``,
+            ``batch_size``, ``initial_perturbation``...).
+
+    Attributes:
+        history: One dict per regeneration: ``epoch``, ``asr``, ``seconds``.
+    """
+
+    def __init__(self, sequence, every, indices=None, out=None, method="mine", seed=0,
+                 verbose=1, **generate_kwargs):
+        super().__init__()
+        if not isinstance(sequence, UAESequence):
+            raise TypeError(
+                f"sequence must be a UAESequence. Received: {type(sequence).__name__}"
+            )
+        self.sequence = sequence
+        self.every = _validation.check_positive_int(every, "every")
+        self.indices = indices
+        self.out = out
+        self.method = method
+        self.seed = int(seed)
+        self.verbose = verbose
+        self.generate_kwargs = generate_kwargs
+        self.history = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        done = epoch + 1
+        if done % self.every or done >= self.params.get("epochs", math.inf):
+            return
+        import tempfile
+        from pathlib import Path
+
+        import autoencoders
+        from uae_tf.generation import generate, load_results
+
+        phi = autoencoders.reconstruction_model(self.model)
+        regeneration = len(self.history) + 1
+        with tempfile.TemporaryDirectory() as scratch:
+            out = Path(self.out or scratch) / f"regeneration-{regeneration}"
+            summary = generate(
+                phi, self.sequence.x, out, indices=self.indices, method=self.method,
+                seed=self.seed + regeneration, verbose=False,
+                config={"regeneration": regeneration, "epoch": done}, **self.generate_kwargs,
+            )
+            results = load_results(out)
+        success = results["success"] if _REPLACES_FAILURES[self.method] else None
+        self.sequence.set_augmentation(results["x_adv"], success)
+        self.history.append({"epoch": done, "asr": summary["asr"], "seconds": summary["seconds"]})
+        if self.verbose:
+            print(
+                f"UAERegeneration: epoch {done}, new {self.method} augmentations of "
+                f"{summary['n']} samples, ASR {summary['asr']:.1%}, {summary['seconds']:.1f} s"
+            )
