@@ -91,6 +91,26 @@ def classifier(out, model=None, dataset="mnist5k", epochs=None, seed=0, data_dir
     return loaded, facts
 
 
+def classifier_and_samples(args, out, say):
+    """The experiment's classifier and the first ``args.n`` test samples it gets right.
+
+    Trains the classifier into ``out`` unless ``args.model`` names one (see
+    :func:`classifier`).
+
+    Returns:
+        ``(model, model_facts, x, y, indices)``: ``indices`` are the samples' rows in
+        the test split.
+    """
+    say(f"Classifier: {args.model or Path(out) / CLASSIFIER_DIR}")
+    model, model_facts = classifier(
+        out, args.model, args.dataset, args.classifier_epochs, args.seed, args.data_dir,
+        verbose=0 if args.quiet else 2,
+    )
+    x_test, y_test = datasets.load(args.dataset, "test", data_dir=args.data_dir)
+    indices = correctly_classified(model, x_test, y_test, args.n)
+    return model, model_facts, x_test[indices], y_test[indices], indices
+
+
 def correctly_classified(model, x, y, n):
     """Returns the indices of the first ``n`` samples that ``model`` classifies correctly.
 

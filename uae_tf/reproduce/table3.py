@@ -24,13 +24,11 @@ chunks: an interrupted run resumes), OUT/report.json ({"rows": [{"method", "asr"
 and OUT/fig2_mi_vs_iteration.png.
 """
 
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 
-from uae_tf import datasets
 from uae_tf._argtypes import int_at_least
 from uae_tf._io import write_json_atomic
 from uae_tf._provenance import versions
@@ -107,14 +105,7 @@ def run(args):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     say = (lambda *a: None) if args.quiet else print
-    say(f"Classifier: {args.model or os.path.join(args.out, _supervised.CLASSIFIER_DIR)}")
-    model, model_facts = _supervised.classifier(
-        out, args.model, args.dataset, args.classifier_epochs, args.seed, args.data_dir,
-        verbose=0 if args.quiet else 2,
-    )
-    x_test, y_test = datasets.load(args.dataset, "test", data_dir=args.data_dir)
-    indices = _supervised.correctly_classified(model, x_test, y_test, args.n)
-    x, y = x_test[indices], y_test[indices]
+    model, model_facts, x, y, indices = _supervised.classifier_and_samples(args, out, say)
 
     criterion = MarginCriterion(model)
     common = {"view": args.view, "seed": args.seed, "batch_size": args.batch_size}
