@@ -28,6 +28,7 @@ Writes, and resumes from, ``OUT``::
     OUT/report.json, OUT/report.md, OUT/fig5_uaes.png, OUT/mi_c_history.png
 """
 
+import json
 import math
 import sys
 import time
@@ -229,7 +230,7 @@ def run_table4(
 
     report = _report(results, config, time.perf_counter() - started)
     write_json_atomic(out / "report.json", report)
-    figures = _figures(out, x_train, config["seeds"][0], phi_dir=out / f"seed-{config['seeds'][0]}")
+    figures = _figures(out, x_train, config["seeds"][0])
     (out / "report.md").write_text(_markdown(report, figures))
     log(f"Wrote {out / 'report.json'}, {out / 'report.md'} and {', '.join(figures)}.")
     return report
@@ -248,8 +249,6 @@ def _train(log, out, epochs, **kwargs):
     """Trains into ``out`` unless a finished run with the same config is there."""
     record_file = out / training.RECORD_FILE
     if record_file.is_file() and (out / training.MODEL_FILE).is_file():
-        import json
-
         try:
             record = json.loads(record_file.read_text())
             same = record["config"]["epochs"] == epochs and record["config"]["seed"] == kwargs["seed"]
@@ -295,16 +294,17 @@ def _report(results, config, seconds):
     }
 
 
-def _figures(out, x_train, run_seed, phi_dir, n=8):
-    """Fig. 5-like UAE grid and the MI / c histories; returns the file names."""
+def _figures(out, x_train, run_seed, n=8):
+    """Fig. 5-like UAE grid and the MI / c histories of seed ``run_seed``; returns file names."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    phi, _ = training.load_model_dir(phi_dir / "original")
-    mine = load_results(phi_dir / "augment" / "mine-uae")
-    l2 = load_results(phi_dir / "augment" / "l2-uae")
+    run_dir = out / f"seed-{run_seed}"
+    phi, _ = training.load_model_dir(run_dir / "original")
+    mine = load_results(run_dir / "augment" / "mine-uae")
+    l2 = load_results(run_dir / "augment" / "l2-uae")
     n = min(n, len(x_train))
     x = x_train[:n]
     rows = [("original", x, None), ("MINE-UAE", mine["x_adv"][:n], mine), ("L2-UAE", l2["x_adv"][:n], l2)]
