@@ -455,7 +455,7 @@ def _add_demo_parser(subparsers):
         f"Trains the paper's conv autoencoder on {DEMO['limit']} embedded MNIST digits, makes\n"
         "one MINE-UAE, L2-UAE and Gaussian-noise augmentation per digit, retrains on each\n"
         "augmented set and on the originals for as many steps, and compares test\n"
-        "reconstruction errors on the 1,000 test digits. 5 to 9 minutes on 2 CPU cores;\n"
+        "reconstruction errors on the 1,000 test digits. 4 to 9 minutes on 2 CPU cores;\n"
         "rerun the same command to resume after an interruption. It is\n"
         f"'uae reproduce table4' with: {settings}.",
         "  uae demo\n  uae demo --out runs/demo",

@@ -100,7 +100,7 @@ _PAPER_DATASET = {"mnist": "mnist", "mnist5k": "mnist", "svhn_cropped": "svhn_cr
 # `uae demo`: Table 4 at a size two CPU cores finish in minutes. Deviations from the
 # paper, all for time: 256 training samples instead of 60,000; 30 epochs for every
 # row (Table 8: 20 and 30); the `fast` preset (T = 20, 5 MINE steps instead of 40 and
-# 20); the random view (about 1 s a sample on 2 cores against 4-5 s for the conv view).
+# 20); the random view (0.53 s a sample on 2 cores against 4-5 s for the conv view).
 DEMO = {
     "dataset": "mnist5k",
     "arch": "conv",
