@@ -42,6 +42,16 @@ def add_classifier_arguments(parser, epochs):
     )
 
 
+def add_run_arguments(parser, seed_of):
+    """Adds ``--seed`` (the seed of ``seed_of``), ``--quiet`` and ``--out``."""
+    parser.add_argument(
+        "--seed", type=int_at_least(0), default=0, metavar="S",
+        help=f"seed of {seed_of} (default: %(default)s)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.add_argument("--out", required=True, metavar="DIR", help="results directory")
+
+
 def classifier(out, model=None, dataset="mnist5k", epochs=None, seed=0, data_dir=None,
                verbose=0, name=CLASSIFIER_DIR, x=None, y=None):
     """Returns ``(model, facts)``: the classifier to attack and what identifies it.

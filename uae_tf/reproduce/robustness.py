@@ -114,12 +114,7 @@ def add_arguments(parser):
         "--initial-perturbation", type=initial_perturbation, default="glorot", metavar="R",
         help="start of delta: 'glorot' (the published code's; default) or a radius in [0, 1]",
     )
-    parser.add_argument(
-        "--seed", type=int_at_least(0), default=0, metavar="S",
-        help="seed of the models and attacks (default: %(default)s)",
-    )
-    parser.add_argument("--quiet", action="store_true", help="no progress output")
-    parser.add_argument("--out", required=True, metavar="DIR", help="results directory")
+    _supervised.add_run_arguments(parser, seed_of="the models and attacks")
 
 
 def run(args):

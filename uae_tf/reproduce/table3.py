@@ -81,12 +81,7 @@ def add_arguments(parser):
         help="samples attacked at once; does not change results (default: 32 with a GPU, "
         "else 1)",
     )
-    parser.add_argument(
-        "--seed", type=int_at_least(0), default=0, metavar="S",
-        help="seed of the classifier and of the attacks (default: %(default)s)",
-    )
-    parser.add_argument("--quiet", action="store_true", help="no progress output")
-    parser.add_argument("--out", required=True, metavar="DIR", help="results directory")
+    _supervised.add_run_arguments(parser, seed_of="the classifier and of the attacks")
 
 
 def run(args):
