@@ -17,6 +17,8 @@ Example:
 """
 
 import math
+import tempfile
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -272,11 +274,8 @@ class UAERegeneration(keras.callbacks.Callback):
         done = epoch + 1
         if done % self.every or done >= self.params.get("epochs", math.inf):
             return
-        import tempfile
-        from pathlib import Path
-
         import autoencoders
-        from uae_tf.generation import generate, load_results
+        from uae_tf.generation import generate, load_results  # Imports training: not at top.
 
         phi = autoencoders.reconstruction_model(self.model)
         regeneration = len(self.history) + 1
