@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from uae_tf import generation
+from uae_tf import evaluation, generation
 
 TINY = dict(steps=3, mine_steps=2)
 
@@ -51,8 +51,13 @@ def test_resume_recomputes_only_missing_chunks_and_matches(run, conv_ae, tmp_pat
     generation.generate(conv_ae, x, copy, batch_size=1, verbose=False, **TINY)
     assert (copy / "chunks" / "00000000.npz").stat().st_mtime_ns == kept
     a, b = generation.load_results(out), generation.load_results(copy)
-    for key in ("x_adv", "mi", "f"):
+    for key in ("x_adv", "mi"):
         np.testing.assert_allclose(a[key], b[key], rtol=1e-4, atol=1e-6)
+    # f is a difference of two sums of squared errors over every pixel, computed at
+    # another batch size: its rounding error scales with those sums, not with f.
+    summed = x[0].size * evaluation.per_sample_reconstruction_error(conv_ae, a["x_adv"])
+    tolerance = 1e-6 * (1.0 + summed)
+    assert np.all(np.abs(a["f"] - b["f"]) <= tolerance), (a["f"], b["f"], tolerance)
     np.testing.assert_array_equal(a["success"], b["success"])
 
 
