@@ -1,4 +1,7 @@
-"""Helpers shared by the autoencoder builders: input-shape checks and seeded initializers."""
+"""Input-shape checks and seeded initializers shared by the model builders.
+
+Used by these autoencoders and by the classifiers of ``uae_tf.models``.
+"""
 
 import math
 import operator

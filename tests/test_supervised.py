@@ -9,11 +9,11 @@ import keras
 import numpy as np
 import pytest
 
-from autoencoders.classifiers import build_classifier
 from uae_tf.attacks import MinMaxAttack, PenaltyAttack, PGDAttack
 from uae_tf.attacks.penalty import binary_search_update
 from uae_tf.cli import main
 from uae_tf.criteria import MarginCriterion
+from uae_tf.models import build_classifier
 
 # A small random view keeps the MINE networks tiny, so the attacks run in seconds.
 FAST_VIEW = {"view": "random", "num_projections": 16, "projection_dim": 8}

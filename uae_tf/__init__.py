@@ -21,12 +21,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Importing the model package registers its custom objects, so that
 # ``keras.models.load_model`` reads our ``.keras`` files once uae_tf is imported.
 import autoencoders  # noqa: E402,F401
-from uae_tf import datasets, evaluation, training  # noqa: E402
-from autoencoders.classifiers import build_classifier  # noqa: E402
+from uae_tf import datasets, evaluation, models, training  # noqa: E402
 from uae_tf.attacks import AttackResult, GaussianAugmentation, MinMaxAttack  # noqa: E402
 from uae_tf.attacks import PenaltyAttack, PGDAttack  # noqa: E402
 from uae_tf.augmentation import UAERegeneration, UAESequence  # noqa: E402
-from uae_tf.classifiers import train_classifier  # noqa: E402
 from uae_tf.criteria import (  # noqa: E402
     Criterion,
     LossCriterion,
@@ -36,6 +34,7 @@ from uae_tf.criteria import (  # noqa: E402
 from uae_tf.evaluation import per_sample_reconstruction_error, reconstruction_error  # noqa: E402
 from uae_tf.generation import generate, load_results  # noqa: E402
 from uae_tf.mine import StatisticsNetwork, donsker_varadhan, estimate_mutual_information  # noqa: E402
+from uae_tf.models import build_classifier, train_classifier  # noqa: E402
 from uae_tf.presets import PRESETS, get_preset  # noqa: E402
 from uae_tf.similarity import L2Similarity, MINESimilarity  # noqa: E402
 from uae_tf.training import load_model_dir, retrain, train_autoencoder  # noqa: E402
@@ -45,6 +44,7 @@ __all__ = [
     "__version__",
     "datasets",
     "evaluation",
+    "models",
     "training",
     "train_autoencoder",
     "train_classifier",

@@ -21,9 +21,7 @@ import json  # noqa: E402
 import sys  # noqa: E402
 
 import autoencoders  # noqa: E402
-from uae_tf import __version__, _argtypes, datasets, reproduce  # noqa: E402
-from uae_tf.classifiers import DEFAULT_BATCH_SIZE as DEFAULT_CLASSIFIER_BATCH_SIZE  # noqa: E402
-from uae_tf.classifiers import train_classifier  # noqa: E402
+from uae_tf import __version__, _argtypes, datasets, models, reproduce  # noqa: E402
 from uae_tf.evaluation import reconstruction_error  # noqa: E402
 from uae_tf.generation import METHODS, generate  # noqa: E402
 from uae_tf.presets import PRESETS  # noqa: E402
@@ -34,7 +32,6 @@ from uae_tf.training import (  # noqa: E402
     file_sha256,
     load_model_dir,
     retrain,
-    train_autoencoder,
 )
 
 PROG = "uae"
@@ -122,7 +119,7 @@ def _add_train_parser(subparsers):
     parser.add_argument(
         "--arch",
         required=True,
-        choices=(*autoencoders.ARCHITECTURES, "classifier"),
+        choices=tuple(models.ARCHITECTURES),
         help="autoencoder architecture (Section 5.4 of the paper), or 'classifier': the "
         "Carlini-Wagner classifier the supervised attacks target (50 epochs by default)",
     )
@@ -138,8 +135,8 @@ def _add_train_parser(subparsers):
         type=_int_at_least(1),
         metavar="B",
         help=f"training batch size (default: {autoencoders.default_batch_size} for the "
-        f"autoencoders, as published; {DEFAULT_CLASSIFIER_BATCH_SIZE} for the classifier, as "
-        "Carlini and Wagner)",
+        f"autoencoders, as published; {models.get('classifier').default_batch_size} for the "
+        "classifier, as Carlini and Wagner)",
     )
     parser.add_argument(
         "--seed", type=_int_at_least(0), default=0, metavar="S",
@@ -199,11 +196,9 @@ def _report_training(args, record, what):
 
 
 def _cmd_train(args):
-    """Trains and saves an autoencoder (or the classifier); returns the JSON summary."""
-    if args.arch == "classifier":
-        return _train_classifier(args)
-    _, record = train_autoencoder(
-        args.arch,
+    """Trains and saves a model of ``uae_tf.models.ARCHITECTURES``; returns the JSON summary."""
+    architecture = models.get(args.arch)
+    _, record = architecture.train(
         args.dataset,
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -213,16 +208,13 @@ def _cmd_train(args):
         verbose=_fit_verbosity(args),
         limit=args.limit,
     )
+    if architecture.kind == "classifier":
+        return _report_classifier(args, record)
     return _report_training(args, record, f"{args.dataset} (train split)")
 
 
-def _train_classifier(args):
-    """``uae train --arch classifier``: trains and saves the Carlini-Wagner classifier."""
-    batch_size = DEFAULT_CLASSIFIER_BATCH_SIZE if args.batch_size is None else args.batch_size
-    _, record = train_classifier(
-        args.dataset, epochs=args.epochs, batch_size=batch_size, seed=args.seed, out=args.out,
-        data_dir=args.data_dir, verbose=_fit_verbosity(args), limit=args.limit,
-    )
+def _report_classifier(args, record):
+    """Prints the summary of a classifier's training run; returns its JSON dict."""
     config = record["config"]
     if not args.quiet:
         print(

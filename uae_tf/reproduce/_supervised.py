@@ -15,7 +15,7 @@ from uae_tf import datasets
 from uae_tf._argtypes import int_at_least
 from uae_tf._io import write_npz_atomic
 from uae_tf.attacks.base import AttackResult
-from uae_tf.classifiers import predict_labels, train_classifier
+from uae_tf.models.classifiers import predict_labels, train_classifier
 from uae_tf.generation import check_config
 from uae_tf.training import MODEL_FILE, file_sha256, load_model_dir
 
@@ -67,7 +67,7 @@ def classifier(out, model=None, dataset="mnist5k", epochs=None, seed=0, data_dir
         verbose: Keras ``fit`` verbosity.
         name: Subdirectory of ``out`` for a trained classifier.
         x: Optional training images replacing the train split (see
-            :func:`uae_tf.classifiers.train_classifier`).
+            :func:`uae_tf.models.train_classifier`).
         y: Their labels.
 
     Returns:

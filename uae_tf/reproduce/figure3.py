@@ -26,7 +26,7 @@ from uae_tf._argtypes import int_at_least
 from uae_tf._io import write_json_atomic
 from uae_tf._provenance import versions
 from uae_tf.attacks import MinMaxAttack, PGDAttack
-from uae_tf.classifiers import predict_labels
+from uae_tf.models.classifiers import predict_labels
 from uae_tf.criteria import MarginCriterion
 from uae_tf.reproduce import _supervised
 from uae_tf.views import VIEWS

@@ -34,7 +34,7 @@ from uae_tf._argtypes import initial_perturbation, int_at_least
 from uae_tf._io import write_json_atomic
 from uae_tf._provenance import versions
 from uae_tf.attacks import PGDAttack
-from uae_tf.classifiers import predict_labels
+from uae_tf.models.classifiers import predict_labels
 from uae_tf.generation import generate
 from uae_tf.reproduce import _supervised
 from uae_tf.training import MODEL_FILE, file_sha256, load_model_dir, train_autoencoder
