@@ -1,12 +1,14 @@
 """Shared fixtures: real data (the embedded MNIST subset) and small trained models."""
 
 import os
+import random
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 import autoencoders  # noqa: E402
 from uae_tf import datasets  # noqa: E402
@@ -66,3 +68,32 @@ def classifier(mnist5k):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+def _reseed_global_random_state():
+    random.seed(12345)
+    np.random.seed(12345)
+    tf.random.set_seed(12345)
+
+
+def _draw_from_global_random_state():
+    return random.random(), float(np.random.random()), float(tf.random.uniform([]))
+
+
+@pytest.fixture
+def keeps_global_random_state():
+    """Returns ``check(fn)``: runs ``fn()`` and returns its result, asserting that the
+    global Python, NumPy and TensorFlow random streams go on as if it had not run."""
+
+    def check(fn):
+        _reseed_global_random_state()
+        control = [_draw_from_global_random_state(), _draw_from_global_random_state()]
+        _reseed_global_random_state()
+        before = _draw_from_global_random_state()
+        result = fn()
+        assert [before, _draw_from_global_random_state()] == control, (
+            "the global random state changed"
+        )
+        return result
+
+    return check

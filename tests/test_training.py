@@ -6,7 +6,9 @@ import keras
 import numpy as np
 import pytest
 
+import autoencoders
 from uae_tf import evaluation, training
+from uae_tf._batches import shuffled_batches
 
 
 def _train_dense(seed, out=None):
@@ -27,6 +29,36 @@ def test_same_seed_same_history_other_seed_other_history():
     assert first["history"] == again["history"]
     assert first["train_reconstruction_error"] == again["train_reconstruction_error"]
     assert first["history"]["loss"] != other["history"]["loss"]
+
+
+@pytest.mark.parametrize("arch", autoencoders.ARCHITECTURES)
+def test_seed_alone_fixes_the_weights_and_the_global_random_state_is_kept(
+    arch, keeps_global_random_state
+):
+    def train():
+        return training.train_autoencoder(arch, "digits", epochs=2, limit=150, seed=0, verbose=0)
+
+    first, _ = keeps_global_random_state(train)
+    keras.utils.set_random_seed(99)  # Another global state changes nothing.
+    second, _ = train()
+    for a, b in zip(first.get_weights(), second.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_shuffled_batches_visit_each_sample_once_per_epoch_in_a_new_order():
+    x = np.arange(10, dtype=np.float32)[:, None]
+    dataset, steps = shuffled_batches(x, x[:, 0] * 2, batch_size=4, seed=3)
+    assert steps == 3
+    batches = list(dataset.take(3 * steps).as_numpy_iterator())
+    assert [len(inputs) for inputs, _ in batches] == [4, 4, 2] * 3
+    assert all(np.array_equal(inputs[:, 0] * 2, targets) for inputs, targets in batches)
+    epochs = [np.concatenate([b[0][:, 0] for b in batches[e * steps:(e + 1) * steps]])
+              for e in range(3)]
+    assert all(sorted(order) == list(range(10)) for order in epochs)
+    assert not np.array_equal(epochs[0], epochs[1])
+    again, _ = shuffled_batches(x, batch_size=4, seed=3)
+    first_epoch = np.concatenate([inputs[:, 0] for inputs, _ in again.take(steps)])
+    np.testing.assert_array_equal(first_epoch, epochs[0])
 
 
 def test_writes_model_and_record_and_loads_them(tmp_path):

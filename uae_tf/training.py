@@ -21,7 +21,6 @@ Example:
 
 import hashlib
 import json
-import math
 import numbers
 import os
 import time
@@ -32,6 +31,7 @@ import keras
 
 import autoencoders
 from uae_tf import datasets
+from uae_tf._batches import shuffled_batches
 from uae_tf._provenance import versions
 from uae_tf._validation import check_positive_int
 from uae_tf.augmentation import UAESequence
@@ -62,9 +62,10 @@ def train_autoencoder(
     one augmentation each through a :class:`uae_tf.UAESequence`: failed UAEs and
     samples the results do not cover are replicated, as in the paper.
 
-    Seeds Python, NumPy and TensorFlow with ``keras.utils.set_random_seed(seed)`` and
-    the model's initializers with ``seed``, so the same arguments give the same
-    history on the same machine.
+    ``seed`` alone fixes the randomness: the model's initializers (and the
+    adversarial autoencoder's prior samples) and the shuffling of every epoch; the
+    global Python, NumPy and TensorFlow random state is neither read nor changed.
+    The same arguments give the same weights and history on the same machine.
 
     Args:
         arch: One of ``autoencoders.ARCHITECTURES``: ``"dense"``, ``"sparse"``,
@@ -141,10 +142,10 @@ def train_autoencoder(
         fit_args = {"x": data}
         steps_per_epoch = len(data)
     else:
-        fit_args = {"x": x, "y": x, "batch_size": batch_size, "shuffle": True}
-        steps_per_epoch = math.ceil(len(x) / batch_size)
+        data, steps_per_epoch = shuffled_batches(x, batch_size=batch_size, seed=seed)
+        # Shuffled from the seed already; fit's own shuffle would use the global seed.
+        fit_args = {"x": data, "steps_per_epoch": steps_per_epoch, "shuffle": False}
     x_test, _ = datasets.load(dataset, "test", data_dir=data_dir)
-    keras.utils.set_random_seed(seed)
     model = autoencoders.build(arch, x.shape[1:], seed=seed)
     start = time.perf_counter()
     history = model.fit(**fit_args, epochs=epochs, verbose=verbose, callbacks=callbacks)

@@ -39,6 +39,7 @@ import numpy as np
 
 from autoencoders._common import check_input_shape, kernel_initializer
 from uae_tf import datasets
+from uae_tf._batches import shuffled_batches
 from uae_tf._io import write_json_atomic
 from uae_tf._provenance import versions
 from uae_tf._validation import check_images, check_positive_int
@@ -153,9 +154,10 @@ def train_classifier(
 ):
     """Trains the Carlini-Wagner classifier on a dataset's train split.
 
-    Seeds Python, NumPy and TensorFlow with ``keras.utils.set_random_seed(seed)`` and
-    the initializers and dropout with ``seed``, so the same arguments give the same
-    model on the same machine.
+    ``seed`` alone fixes the randomness: the initializers, the dropout masks and the
+    shuffling of every epoch; the global Python, NumPy and TensorFlow random state
+    is neither read nor changed. The same arguments give the same model on the same
+    machine.
 
     Args:
         dataset: One of ``uae_tf.datasets.DATASETS`` with images of at least 14x14
@@ -226,10 +228,11 @@ def train_classifier(
             f"x has samples of shape {x.shape[1:]}, but {dataset!r} has {x_test.shape[1:]}."
         )
     num_classes = int(max(y.max(), y_test.max())) + 1
-    keras.utils.set_random_seed(seed)
     model = build_classifier(x.shape[1:], num_classes=max(num_classes, 2), seed=seed)
+    data, steps_per_epoch = shuffled_batches(x, y, batch_size=batch_size, seed=seed)
     start = time.perf_counter()
-    history = model.fit(x, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=verbose)
+    history = model.fit(data, steps_per_epoch=steps_per_epoch, epochs=epochs, shuffle=False,
+                        verbose=verbose)
     seconds = time.perf_counter() - start
 
     record = {
