@@ -1,5 +1,9 @@
-"""Tests of the model registry (uae_tf.models) and of the classifiers' new home."""
+"""Tests of the model registry (uae_tf.models), the classifiers' new home, and of the
+state that importing and training leave behind."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import keras
@@ -78,3 +82,11 @@ def test_classifier_training_is_fixed_by_its_seed_alone(keeps_global_random_stat
     for a, b in zip(first, train(0), strict=True):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(first[0], train(1)[0])
+
+
+def test_importing_uae_tf_leaves_the_environment_alone():
+    env = {name: value for name, value in os.environ.items() if name != "TF_CPP_MIN_LOG_LEVEL"}
+    code = "import os, uae_tf; print(os.environ.get('TF_CPP_MIN_LOG_LEVEL'))"
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                            text=True, check=True)
+    assert result.stdout.strip() == "None"

@@ -10,35 +10,29 @@ Example:
 >>> result = attack(x[:64])
 """
 
-import os
-
 __version__ = "0.1.0"
-
-# Quiet TensorFlow's C++ start-up notes (CPU features, oneDNN) unless the user chose
-# a level; must be set before TensorFlow is first imported.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # Importing the model package registers its custom objects, so that
 # ``keras.models.load_model`` reads our ``.keras`` files once uae_tf is imported.
-import autoencoders  # noqa: E402,F401
-from uae_tf import datasets, evaluation, models, training  # noqa: E402
-from uae_tf.attacks import AttackResult, GaussianAugmentation, MinMaxAttack  # noqa: E402
-from uae_tf.attacks import PenaltyAttack, PGDAttack  # noqa: E402
-from uae_tf.augmentation import UAERegeneration, UAESequence  # noqa: E402
-from uae_tf.criteria import (  # noqa: E402
+import autoencoders  # noqa: F401
+from uae_tf import datasets, evaluation, models, training
+from uae_tf.attacks import AttackResult, GaussianAugmentation, MinMaxAttack
+from uae_tf.attacks import PenaltyAttack, PGDAttack
+from uae_tf.augmentation import UAERegeneration, UAESequence
+from uae_tf.criteria import (
     Criterion,
     LossCriterion,
     MarginCriterion,
     ReconstructionCriterion,
 )
-from uae_tf.evaluation import per_sample_reconstruction_error, reconstruction_error  # noqa: E402
-from uae_tf.generation import generate, load_results  # noqa: E402
-from uae_tf.mine import StatisticsNetwork, donsker_varadhan, estimate_mutual_information  # noqa: E402
-from uae_tf.models import build_classifier, train_classifier  # noqa: E402
-from uae_tf.presets import PRESETS, get_preset  # noqa: E402
-from uae_tf.similarity import L2Similarity, MINESimilarity  # noqa: E402
-from uae_tf.training import load_model_dir, retrain, train_autoencoder  # noqa: E402
-from uae_tf.views import ConvView, RandomView, find_first_conv2d, make_view  # noqa: E402
+from uae_tf.evaluation import per_sample_reconstruction_error, reconstruction_error
+from uae_tf.generation import generate, load_results
+from uae_tf.mine import StatisticsNetwork, donsker_varadhan, estimate_mutual_information
+from uae_tf.models import build_classifier, train_classifier
+from uae_tf.presets import PRESETS, get_preset
+from uae_tf.similarity import L2Similarity, MINESimilarity
+from uae_tf.training import load_model_dir, retrain, train_autoencoder
+from uae_tf.views import ConvView, RandomView, find_first_conv2d, make_view
 
 __all__ = [
     "__version__",
