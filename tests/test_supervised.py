@@ -76,8 +76,10 @@ def test_cifar_classifier_widths_and_bad_shapes():
     assert model.name == "cw_cifar"
     assert [l.filters for l in model.layers if isinstance(l, keras.layers.Conv2D)] == [64, 64, 128, 128]
     assert [l.units for l in model.layers if isinstance(l, keras.layers.Dense)] == [256, 256, 10]
-    with pytest.raises(ValueError, match="at least 14x14"):
-        build_classifier((8, 8, 1))
+    for small in ((8, 8, 1), (15, 28, 1)):
+        with pytest.raises(ValueError, match="at least 16x16"):
+            build_classifier(small)
+    assert build_classifier((16, 16, 1)).output_shape == (None, 10)
     with pytest.raises(ValueError, match="variant"):
         build_classifier((28, 28, 1), variant="imagenet")
 

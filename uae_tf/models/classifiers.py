@@ -51,8 +51,8 @@ VARIANTS = ("auto", "mnist", "cifar")
 _WIDTHS = {"mnist": (32, 64, 200), "cifar": (64, 128, 256)}
 
 # Smallest height/width the stack accepts: two valid 3x3 convs (-4), pool (/2),
-# two more (-4) and a pool leave at least 1 pixel.
-MIN_SIZE = 14
+# two more (-4) and a pool leave at least 1 pixel (16 -> 12 -> 6 -> 2 -> 1).
+MIN_SIZE = 16
 
 DEFAULT_LEARNING_RATE = 0.01
 DEFAULT_DECAY = 1e-6
@@ -67,7 +67,7 @@ def build_classifier(input_shape, num_classes=10, seed=None, variant="auto"):
 
     Args:
         input_shape: ``(height, width, channels)`` of one sample, height and width at
-            least 14 (MNIST: ``(28, 28, 1)``, CIFAR-10: ``(32, 32, 3)``).
+            least 16 (MNIST: ``(28, 28, 1)``, CIFAR-10: ``(32, 32, 3)``).
         num_classes: Number of classes (the width of the logits), >= 2.
         seed: Integer seed of the weight initializers and of the dropout layer, or
             ``None``.
@@ -160,7 +160,7 @@ def train_classifier(
     machine.
 
     Args:
-        dataset: One of ``uae_tf.datasets.DATASETS`` with images of at least 14x14
+        dataset: One of ``uae_tf.datasets.DATASETS`` with images of at least 16x16
             (``"mnist5k"``, ``"mnist"``, ``"fashion_mnist"``, ``"svhn_cropped"``,
             ``"cifar10"``); its test split gives ``test_accuracy``.
         epochs: Training epochs; default 50, Carlini and Wagner's (about 4 minutes
@@ -186,7 +186,7 @@ def train_classifier(
         ``fit``), ``train_accuracy`` and ``test_accuracy``.
 
     Raises:
-        ValueError: for an unknown ``dataset``, images smaller than 14x14, or an
+        ValueError: for an unknown ``dataset``, images smaller than 16x16, or an
             invalid ``epochs``, ``batch_size``, ``seed``, ``limit``, ``x`` or ``y``.
         uae_tf.datasets.DatasetUnavailableError: if the dataset is neither cached nor
             downloadable.
