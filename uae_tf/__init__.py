@@ -34,12 +34,13 @@ from uae_tf.criteria import (  # noqa: E402
     ReconstructionCriterion,
 )
 from uae_tf.evaluation import per_sample_reconstruction_error, reconstruction_error  # noqa: E402
-from uae_tf.generation import generate, load_results  # noqa: E402
+from uae_tf.generation import GenerationResults, generate, load_results  # noqa: E402
 from uae_tf.mine import StatisticsNetwork, donsker_varadhan, estimate_mutual_information  # noqa: E402
 from uae_tf.presets import PRESETS, get_preset  # noqa: E402
 from uae_tf.similarity import L2Similarity, MINESimilarity  # noqa: E402
 from uae_tf.training import load_model_dir, retrain, train_autoencoder  # noqa: E402
 from uae_tf.views import ConvView, RandomView, find_first_conv2d, make_view  # noqa: E402
+from uae_tf import reproduce, runs  # noqa: E402  (experiments use the whole library)
 
 __all__ = [
     "__version__",
@@ -77,4 +78,7 @@ __all__ = [
     "get_preset",
     "generate",
     "load_results",
+    "GenerationResults",
+    "runs",
+    "reproduce",
 ]

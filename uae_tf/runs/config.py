@@ -36,7 +36,7 @@ def check_config(out, config, format):
 
     Raises:
         ConfigMismatchError: if ``out`` holds results of a different config, naming
-            the keys that differ and their old and new values.
+            the keys that differ (``attack.seed: 0 -> 1``) and their values.
         ValueError: if ``out/config.json`` is corrupt or not ours.
     """
     path = Path(out) / CONFIG_FILE
@@ -52,12 +52,20 @@ def check_config(out, config, format):
     old = json.loads(json.dumps(stored.get("config") or {}))
     new = json.loads(json.dumps(config))
     if old != new:
-        keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-        diff = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys)
+        diff = ", ".join(f"{key}: {a!r} -> {b!r}" for key, a, b in _differences(old, new))
         raise ConfigMismatchError(
             f"{out} holds results of another configuration ({diff}). Use a new --out "
             "directory, or rerun with the original arguments to resume."
         )
+
+
+def _differences(old, new, key=""):
+    """Yields ``(dotted key, old value, new value)`` of the leaves that differ."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for name in sorted(set(old) | set(new)):
+            yield from _differences(old.get(name), new.get(name), f"{key}.{name}".lstrip("."))
+    elif old != new:
+        yield key, old, new
 
 
 def attack_config(attack):
