@@ -21,7 +21,7 @@ duplication. See the README.
 Writes, and resumes from, ``OUT``::
 
     OUT/config.json                      the experiment's settings (refused if changed)
-    OUT/seed-S/original/                 model.keras, train.json
+    OUT/seed-S/original/                 model.keras, train.json, config.json
     OUT/seed-S/augment/METHOD/           uae.npz, summary.json (uae generate)
     OUT/seed-S/METHOD/                   the retrained model
     OUT/seed-S/original-same-steps/
@@ -157,13 +157,16 @@ def run_table4(
     if len(x_train) == 0:
         raise ValueError(f"The train split of {dataset!r} is empty.")
     records = {row: [] for row in ROWS}
-    augmentations = {}
+    first = config["seeds"][0]
+    shown = {}  # What the figures show: seed `first`'s model and attacks.
     for run_seed in config["seeds"]:
         run_dir = out / f"seed-{run_seed}"
         train = dict(arch=arch, dataset=dataset, batch_size=config["batch_size"], seed=run_seed,
                      data_dir=data_dir, limit=limit)
         records["original"].append(_train(log, run_dir / "original", epochs, train))
         phi, _ = training.load_model_dir(run_dir / "original")
+        if run_seed == first:
+            shown["phi"] = phi
         model_sha = file_sha256(model_file(run_dir / "original"))
         steps = None
         for row, (method, extra) in AUGMENTATIONS.items():
@@ -185,15 +188,15 @@ def run_table4(
             record = _train(log, run_dir / row, augmented_epochs, train, augmentation=results)
             records[row].append({**record, "asr": results.attack_success_rate})
             steps = record["steps"]
-            augmentations.setdefault(run_seed, {})[row] = results
+            if run_seed == first:
+                shown[row] = results
         per_epoch = math.ceil(len(x_train) / config["batch_size"])
         records["original-same-steps"].append(
             _train(log, run_dir / "original-same-steps", math.ceil(steps / per_epoch), train)
         )
 
     report = _report(records, config, time.perf_counter() - started)
-    first = config["seeds"][0]
-    _figures(out, x_train, first, augmentations[first])
+    _figures(out, x_train, first, shown["phi"], shown["mine-uae"], shown["l2-uae"])
     write_report(out, report, _markdown(report))
     log(f"Wrote {out / 'report.json'}, {out / 'report.md'} and {', '.join(FIGURES)}.")
     return report
@@ -252,10 +255,18 @@ def _report(records, config, seconds):
     }
 
 
-def _figures(out, x_train, run_seed, augmentations, n=8):
-    """Fig. 5-like UAE grid and the MI / c histories of seed ``run_seed``."""
-    phi, _ = training.load_model_dir(out / f"seed-{run_seed}" / "original")
-    mine, l2 = augmentations["mine-uae"], augmentations["l2-uae"]
+def _figures(out, x_train, run_seed, phi, mine, l2, n=8):
+    """Fig. 5-like UAE grid and the MI / c histories of seed ``run_seed``.
+
+    Args:
+        out: Where the figures go.
+        x_train: The originals.
+        run_seed: The seed shown, for the title.
+        phi: The autoencoder attacked.
+        mine: Its MINE-UAEs (a :class:`uae_tf.generation.GenerationResults`).
+        l2: Its L2-UAEs.
+        n: Samples shown.
+    """
     n = min(n, len(x_train))
     x = x_train[:n]
     criterion = ReconstructionCriterion(phi)
