@@ -30,6 +30,8 @@ def test_results_and_summary_are_written(run):
     summary = results.summary
     assert summary == made.summary and results.sha256 == made.sha256
     assert results.path == out and results.method == "mine" and len(results) == 6
+    assert repr(results) == (f"GenerationResults(path={str(out)!r}, method='mine', n=6, "
+                             f"asr={summary['asr']:.4g})")
     for key in ("x_adv", "success", "mi", "f", "index", "mi_history", "c_history"):
         np.testing.assert_array_equal(getattr(results, key), getattr(made, key))
     assert results.sha256 == runs.file_sha256(out / "uae.npz")

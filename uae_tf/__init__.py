@@ -40,7 +40,8 @@ from uae_tf.presets import PRESETS, get_preset  # noqa: E402
 from uae_tf.similarity import L2Similarity, MINESimilarity  # noqa: E402
 from uae_tf.training import load_model_dir, retrain, train_autoencoder  # noqa: E402
 from uae_tf.views import ConvView, RandomView, find_first_conv2d, make_view  # noqa: E402
-from uae_tf import reproduce, runs  # noqa: E402  (experiments use the whole library)
+# Last: the experiments use the rest of the library.
+from uae_tf import reproduce, runs  # noqa: E402
 
 __all__ = [
     "__version__",

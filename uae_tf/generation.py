@@ -96,6 +96,10 @@ class GenerationResults:
     def __len__(self):
         return len(self.success)
 
+    def __repr__(self):
+        return (f"GenerationResults(path={str(self.path)!r}, method={self.method!r}, "
+                f"n={len(self)}, asr={self.attack_success_rate:.4g})")
+
 
 def generate(
     model,

@@ -232,7 +232,10 @@ def retrain(model, augment, epochs=None, seed=None, out=None, verbose=1, callbac
         config = read_json(record_file, "training record")["config"]
         arch, dataset = config["arch"], config["dataset"]
     except (KeyError, TypeError) as error:
-        raise ValueError(f"{record_file} is not a training record: it lacks {error}") from error
+        raise ValueError(
+            f"{record_file} is not a training record (no config naming arch and dataset): "
+            f"{type(error).__name__}: {error}"
+        ) from error
     if arch not in autoencoders.ARCHITECTURES:
         raise ValueError(
             f"{record_file} is the record of a {arch!r} model; retrain handles the "
