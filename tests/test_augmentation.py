@@ -162,23 +162,26 @@ def test_l2_similarity_maximizes_loss_among_successes(mnist5k, conv_ae):
 def test_generate_methods_and_sequence_from_results(tmp_path, mnist5k, conv_ae):
     x = mnist5k[0][:8]
     for method, kwargs in [("gaussian", {"sigma": 0.001}), ("l2", {"steps": 3})]:
-        summary = generate(conv_ae, x, tmp_path / method, method=method, batch_size=4,
-                           verbose=False, **kwargs)
-        assert summary["config"]["method"] == method
-    assert summary["mean_mi"] is not None
+        made = generate(conv_ae, x, tmp_path / method, method=method, batch_size=4,
+                        verbose=False, **kwargs)
+        assert made.method == method and made.summary["config"]["method"] == method
+    assert made.summary["mean_mi"] is not None
     ga = json.loads((tmp_path / "gaussian" / "summary.json").read_text())
     assert ga["mean_mi"] is None  # GA optimizes nothing: no MI (JSON null, not NaN)
     results = load_results(tmp_path / "l2")
     # Only 5 of 8 training rows covered: the other 3 are replicated.
     x_train = mnist5k[0][:11]
-    sequence = UAESequence.from_results(x_train, tmp_path / "l2", batch_size=22, shuffle=False)
+    sequence = UAESequence.from_results(x_train, results, batch_size=22, shuffle=False)
     pool = sequence[0][0]
-    expected = np.where(results["success"][:, None, None, None], results["x_adv"], x)
+    expected = np.where(results.success[:, None, None, None], results.x_adv, x)
     np.testing.assert_array_equal(pool[11:19], expected)
     np.testing.assert_array_equal(pool[19:], x_train[8:])
     # GA: every noisy sample is used, whatever its success.
-    ga_sequence = UAESequence.from_results(x, tmp_path / "gaussian", batch_size=16, shuffle=False)
-    np.testing.assert_array_equal(ga_sequence[0][0][8:], load_results(tmp_path / "gaussian")["x_adv"])
+    ga_results = load_results(tmp_path / "gaussian")
+    ga_sequence = UAESequence.from_results(x, ga_results, batch_size=16, shuffle=False)
+    np.testing.assert_array_equal(ga_sequence[0][0][8:], ga_results.x_adv)
+    with pytest.raises(TypeError, match="load_results.*Received: PosixPath"):
+        UAESequence.from_results(x, tmp_path / "gaussian")
     with pytest.raises(ValueError, match="method must be one of"):
         generate(conv_ae, x, tmp_path / "bad", method="fgsm")
 
@@ -193,9 +196,9 @@ def test_regeneration_swaps_in_new_uaes(tmp_path, mnist5k):
                                sigma=0.01, verbose=0)
     model.fit(sequence, epochs=3, verbose=0, callbacks=[callback])
     assert [h["epoch"] for h in callback.history] == [1, 2]  # not after the last epoch
-    second = load_results(tmp_path / "regeneration-2")["x_adv"]
+    second = load_results(tmp_path / "regeneration-2").x_adv
     np.testing.assert_array_equal(sequence.x_pool[12:], second)
-    assert not np.array_equal(load_results(tmp_path / "regeneration-1")["x_adv"], second)
+    assert not np.array_equal(load_results(tmp_path / "regeneration-1").x_adv, second)
 
 
 def test_retrain_is_reproducible_and_checks_its_inputs(tmp_path):
@@ -207,16 +210,19 @@ def test_retrain_is_reproducible_and_checks_its_inputs(tmp_path):
     from uae_tf import datasets
 
     x, _ = datasets.load("digits", "train")
-    generate(phi, x[:60], tmp_path / "ga", method="gaussian", verbose=False,
-             config={"dataset": "digits", "split": "train"})
+    ga = generate(phi, x[:60], tmp_path / "ga", method="gaussian", verbose=False,
+                  config={"dataset": "digits", "split": "train"})
+    # A path at the entry point, or the results object passed down: the same run.
     _, a = training.retrain(tmp_path / "original", tmp_path / "ga", epochs=2, out=tmp_path / "a",
                             verbose=0)
-    _, b = training.retrain(tmp_path / "original", tmp_path / "ga", epochs=2, out=tmp_path / "b",
-                            verbose=0)
+    _, b = training.retrain(tmp_path / "original", ga, epochs=2, out=tmp_path / "b", verbose=0)
     assert a["history"] == b["history"]
     assert a["test_reconstruction_error"] == b["test_reconstruction_error"]
     assert a["steps"] == 2 * 2  # 120 samples in batches of 100, two epochs
-    assert a["config"]["augmentation"]["method"] == "gaussian"
+    assert a["config"]["augmentation"] == b["config"]["augmentation"] == {
+        "path": str(tmp_path / "ga"), "method": "gaussian", "n": 60, "asr": ga.summary["asr"],
+        "uae_sha256": ga.sha256,
+    }
     _, c = training.retrain(tmp_path / "original", tmp_path / "ga", epochs=2, seed=1,
                             out=tmp_path / "c", verbose=0)
     assert c["history"] != a["history"]

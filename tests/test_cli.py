@@ -128,6 +128,15 @@ def test_help_lists_commands_and_options(capsys):
         assert option in text
 
 
+def test_reproduce_help_lists_the_experiments(capsys):
+    assert main(["reproduce", "--help"]) == 0
+    text = capsys.readouterr().out
+    for name in ("table3", "table4", "figure3", "robustness"):
+        assert name in text
+    assert main(["reproduce", "robustness", "--help"]) == 0
+    assert "--ae-epochs" in capsys.readouterr().out
+
+
 def test_python_dash_m_runs_the_cli(monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["uae", "--help"])
     with pytest.raises(SystemExit) as exit_:

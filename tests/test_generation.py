@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from uae_tf import evaluation, generation
+from uae_tf import evaluation, generation, runs
 
 TINY = dict(steps=3, mine_steps=2)
 
@@ -20,19 +20,27 @@ TINY = dict(steps=3, mine_steps=2)
 def run(conv_ae, mnist5k, tmp_path_factory):
     out = tmp_path_factory.mktemp("gen") / "run"
     x = mnist5k[0][:6]
-    summary = generation.generate(conv_ae, x, out, batch_size=4, verbose=False, **TINY)
-    return out, x, summary
+    made = generation.generate(conv_ae, x, out, batch_size=4, verbose=False, **TINY)
+    return out, x, made
 
 
 def test_results_and_summary_are_written(run):
-    out, x, summary = run
+    out, x, made = run
     results = generation.load_results(out)
-    assert results["x_adv"].shape == x.shape
-    np.testing.assert_array_equal(results["index"], np.arange(6))
-    assert results["mi_history"].shape == (6, 3)
+    summary = results.summary
+    assert summary == made.summary and results.sha256 == made.sha256
+    assert results.path == out and results.method == "mine" and len(results) == 6
+    assert repr(results) == (f"GenerationResults(path={str(out)!r}, method='mine', n=6, "
+                             f"asr={summary['asr']:.4g})")
+    for key in ("x_adv", "success", "mi", "f", "index", "mi_history", "c_history"):
+        np.testing.assert_array_equal(getattr(results, key), getattr(made, key))
+    assert results.sha256 == runs.file_sha256(out / "uae.npz")
+    assert results.x_adv.shape == x.shape
+    np.testing.assert_array_equal(results.index, np.arange(6))
+    assert results.mi_history.shape == (6, 3)
     assert summary["n"] == 6
-    assert summary["asr"] == pytest.approx(results["success"].mean())
-    assert summary["mean_mi"] == pytest.approx(results["mi"].mean(), rel=1e-5)
+    assert summary["asr"] == pytest.approx(results.success.mean())
+    assert summary["mean_mi"] == pytest.approx(results.mi.mean(), rel=1e-5)
     assert summary["seconds"] > 0 and summary["samples_per_second"] > 0
     assert summary["config"]["attack"]["steps"] == 3
     assert {"tensorflow", "keras", "uae_tf"} <= set(summary["versions"])
@@ -52,18 +60,18 @@ def test_resume_recomputes_only_missing_chunks_and_matches(run, conv_ae, tmp_pat
     assert (copy / "chunks" / "00000000.npz").stat().st_mtime_ns == kept
     a, b = generation.load_results(out), generation.load_results(copy)
     for key in ("x_adv", "mi"):
-        np.testing.assert_allclose(a[key], b[key], rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(getattr(a, key), getattr(b, key), rtol=1e-4, atol=1e-6)
     # f is a difference of two sums of squared errors over every pixel, computed at
     # another batch size: its rounding error scales with those sums, not with f.
-    summed = x[0].size * evaluation.per_sample_reconstruction_error(conv_ae, a["x_adv"])
+    summed = x[0].size * evaluation.per_sample_reconstruction_error(conv_ae, a.x_adv)
     tolerance = 1e-6 * (1.0 + summed)
-    assert np.all(np.abs(a["f"] - b["f"]) <= tolerance), (a["f"], b["f"], tolerance)
-    np.testing.assert_array_equal(a["success"], b["success"])
+    assert np.all(np.abs(a.f - b.f) <= tolerance), (a.f, b.f, tolerance)
+    np.testing.assert_array_equal(a.success, b.success)
 
 
 def test_another_config_is_refused(run, conv_ae):
     out, x, _ = run
-    with pytest.raises(generation.ConfigMismatchError, match="seed"):
+    with pytest.raises(runs.ConfigMismatchError, match=r"seed.*0 -> 1"):
         generation.generate(conv_ae, x, out, seed=1, verbose=False, **TINY)
 
 
@@ -80,10 +88,24 @@ def test_foreign_or_corrupt_files_are_clear_errors(run, conv_ae, tmp_path):
     with pytest.raises(ValueError, match="corrupt"):
         generation.generate(conv_ae, x, broken, verbose=False, **TINY)
     (broken / "uae.npz").write_bytes(b"garbage")
-    with pytest.raises(ValueError, match="not a readable"):
+    with pytest.raises(ValueError, match="uae.npz is not a readable"):
         generation.load_results(broken)
     with pytest.raises(FileNotFoundError, match="uae generate"):
         generation.load_results(tmp_path / "nothing")
+    foreign_summary = tmp_path / "foreign-summary"
+    shutil.copytree(out, foreign_summary)
+    (foreign_summary / "summary.json").write_text('{"n": 6}')
+    with pytest.raises(ValueError, match="not a uae-tf generation summary"):
+        generation.load_results(foreign_summary)
+    (foreign_summary / "summary.json").write_text("{not json")
+    with pytest.raises(ValueError, match="summary.json is not a readable"):
+        generation.load_results(foreign_summary)
+    short = tmp_path / "short"
+    shutil.copytree(out, short)
+    summary = json.loads((short / "summary.json").read_text())
+    (short / "summary.json").write_text(json.dumps({**summary, "n": 5}))
+    with pytest.raises(ValueError, match="does not match"):
+        generation.load_results(short)
 
 
 def _cli(*args):
@@ -121,8 +143,64 @@ def test_cli_generate_resumes_after_kill(conv_ae, tmp_path):
     assert straight.returncode == 0, straight.stderr
     a, b = generation.load_results(killed), generation.load_results(whole)
     for key in ("x_adv", "mi", "f", "success", "index"):
-        np.testing.assert_array_equal(a[key], b[key])
+        np.testing.assert_array_equal(getattr(a, key), getattr(b, key))
     refused = subprocess.run(_cli(*common, "--seed", "5", "--out", str(whole)), env=env,
                              capture_output=True, text=True, timeout=300)
     assert refused.returncode == 1
     assert "another configuration" in refused.stderr and "Traceback" not in refused.stderr
+
+
+# uae_tf.runs: the parts the generation tests above do not reach.
+
+
+def test_train_once_trains_then_reuses_then_refuses_another_config(tmp_path):
+    calls = []
+
+    def train(directory):
+        calls.append(directory)
+        (directory / runs.MODEL_FILE).write_bytes(b"model")
+        (directory / runs.RECORD_FILE).write_text(json.dumps({"epochs": 1}))
+
+    assert runs.train_once(tmp_path / "m", {"epochs": 1}, train) == ({"epochs": 1}, True)
+    assert runs.train_once(tmp_path / "m", {"epochs": 1}, train) == ({"epochs": 1}, False)
+    assert len(calls) == 1
+    with pytest.raises(runs.ConfigMismatchError, match=r"epochs: 1 -> 3"):
+        runs.train_once(tmp_path / "m", {"epochs": 3}, train)
+    (tmp_path / "m" / "config.json").unlink()
+    with pytest.raises(runs.ConfigMismatchError, match="without a config.json"):
+        runs.train_once(tmp_path / "m", {"epochs": 1}, train)
+
+
+def test_train_once_retrains_after_a_killed_training(tmp_path):
+    def killed(directory):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        runs.train_once(tmp_path, {"epochs": 1}, killed)
+
+    def train(directory):
+        (directory / runs.MODEL_FILE).write_bytes(b"model")
+        (directory / runs.RECORD_FILE).write_text("{}")
+
+    assert runs.train_once(tmp_path, {"epochs": 1}, train) == ({}, True)
+
+
+def test_hashes_identify_content(tmp_path):
+    a = np.arange(6, dtype=np.int64)
+    assert runs.array_sha256(a) == runs.array_sha256(a.copy())
+    assert runs.array_sha256(a) != runs.array_sha256(a[::-1])
+    assert runs.array_sha256(a[:3], a[3:]) == runs.array_sha256(a)
+    (tmp_path / "f").write_bytes(a.tobytes())
+    assert runs.file_sha256(tmp_path / "f") == runs.array_sha256(a)
+
+
+def test_versions_come_from_package_metadata(monkeypatch):
+    import importlib.metadata
+
+    assert runs.versions()["uae_tf"] == importlib.metadata.version("uae-tf")
+
+    def not_installed(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", not_installed)
+    assert runs.versions()["uae_tf"] == "unknown"

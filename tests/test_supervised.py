@@ -14,6 +14,7 @@ from uae_tf.attacks.penalty import binary_search_update
 from uae_tf.cli import main
 from uae_tf.criteria import MarginCriterion
 from uae_tf.models import build_classifier
+from uae_tf.runs import ConfigMismatchError
 
 # A small random view keeps the MINE networks tiny, so the attacks run in seconds.
 FAST_VIEW = {"view": "random", "num_projections": 16, "projection_dim": 8}
@@ -238,25 +239,32 @@ def test_uae_train_classifier_records_test_accuracy(tmp_path):
     assert (out / "model.keras").is_file()
 
 
-def test_reproduce_table3_writes_the_report(tmp_path, classifier):
+def test_run_table3_from_python_then_the_cli_resumes_it(tmp_path, classifier):
+    from uae_tf import reproduce
+
     model_file = tmp_path / "classifier.keras"
     classifier.save(model_file)
     out = tmp_path / "table3"
+    report = reproduce.run_table3(out, model=str(model_file), n=2, iterations=4,
+                                  search_steps=2, view="random", verbose=False)
+    assert report == json.loads((out / "report.json").read_text())
+    assert [row["method"] for row in report["rows"]] == ["minmax", "penalty"]
+    for row in report["rows"]:
+        assert {"method", "asr", "mi", "mi_std", "l2"} <= set(row)
+        assert 0.0 <= row["asr"] <= 1.0
+    assert report["config"]["seed"] == 0 and "tensorflow" in report["config"]["versions"]
+    assert "28.28" in (out / "report.md").read_text()  # the paper's numbers beside ours
+    assert (out / "fig2_mi_vs_iteration.png").stat().st_size > 0
+    # The same settings from the command line: every chunk is on disk, so it resumes
+    # to the same rows and prints them as its JSON last line.
     argv = ["reproduce", "table3", "--model", str(model_file), "--n", "2", "--iterations", "4",
             "--search-steps", "2", "--view", "random", "--quiet", "--out", str(out)]
     code, summary = _run(argv)
-    assert code == 0
-    report = json.loads((out / "report.json").read_text())
-    assert [row["method"] for row in report["rows"]] == ["minmax", "penalty"]
-    for row in report["rows"]:
-        assert {"method", "asr", "mi", "mi_std"} <= set(row)
-        assert 0.0 <= row["asr"] <= 1.0
-    assert report["config"]["seed"] == 0 and "tensorflow" in report["config"]["versions"]
-    assert summary["rows"] == report["rows"]
-    assert "28.28" in (out / "report.md").read_text()  # the paper's numbers beside ours
-    assert (out / "fig2_mi_vs_iteration.png").stat().st_size > 0
-    # Rerun: every chunk is on disk, so it resumes to the same report.
-    assert _run(argv)[1]["rows"] == report["rows"]
+    assert code == 0 and summary["rows"] == report["rows"]
+    # Other settings into the same directory are refused, naming what changed.
+    with pytest.raises(ConfigMismatchError, match=r"attack.steps: 4 -> 6"):
+        reproduce.run_table3(out, model=str(model_file), n=2, iterations=6, search_steps=2,
+                             view="random", verbose=False)
 
 
 def test_reproduce_table3_refuses_t_not_a_multiple_of_b(tmp_path, capsys):
@@ -266,35 +274,46 @@ def test_reproduce_table3_refuses_t_not_a_multiple_of_b(tmp_path, capsys):
     assert "multiple" in capsys.readouterr().err
 
 
-def test_reproduce_figure3_draws_the_grid(tmp_path, classifier, monkeypatch):
-    from uae_tf.reproduce import figure3
+def test_run_figure3_draws_the_grid(tmp_path, classifier):
+    from uae_tf.reproduce import run_figure3
 
-    monkeypatch.setattr(figure3, "EPSILONS", (0.1, 1.0))  # two columns instead of ten
     model_file = tmp_path / "classifier.keras"
     classifier.save(model_file)
     out = tmp_path / "figure3"
-    code, _ = _run(["reproduce", "figure3", "--model", str(model_file), "--n", "2", "--steps",
-                    "3", "--view", "random", "--quiet", "--out", str(out)])
-    assert code == 0
-    report = json.loads((out / "report.json").read_text())
+    report = run_figure3(out, model=str(model_file), n=2, steps=3, view="random",
+                         epsilons=(0.1, 1.0), verbose=False)
     assert {(r["method"], r["epsilon"]) for r in report["rows"]} == {
         (m, e) for m in ("minmax", "pgd") for e in (0.1, 1.0)
     }
     assert all(r["linf"] <= r["epsilon"] + 1e-6 for r in report["rows"])
+    assert report["figure"] == str(out / "figure3.png")
     assert (out / "figure3.png").stat().st_size > 0
+    assert "| 1.0 |" in (out / "report.md").read_text()
 
 
-def test_reproduce_robustness_on_tiny_settings(tmp_path):
+def test_reproduce_robustness_refuses_other_settings_in_the_same_directory(tmp_path, capsys):
     out = tmp_path / "robustness"
-    code, summary = _run([
-        "reproduce", "robustness", "--train-limit", "8", "--n", "2", "--epsilons", "0.1,0.3",
-        "--classifier-epochs", "1", "--ae-epochs", "1", "--uae-steps", "1",
-        "--uae-mine-steps", "1", "--quiet", "--out", str(out),
-    ])
+    argv = ["reproduce", "robustness", "--train-limit", "8", "--n", "2", "--epsilons", "0.3,0.1",
+            "--classifier-epochs", "1", "--uae-steps", "1", "--uae-mine-steps", "1", "--quiet",
+            "--out", str(out)]
+    code, summary = _run([*argv, "--ae-epochs", "1"])
     assert code == 0
     report = json.loads((out / "report.json").read_text())
+    assert summary["rows"] == report["rows"]
     assert {(r["model"], r["epsilon"]) for r in report["rows"]} == {
         (m, e) for m in ("std", "std_uae") for e in (0.1, 0.3)
     }
+    assert report["config"]["epsilons"] == [0.1, 0.3]
     assert report["config"]["classifier_epochs"] == {"std": 2, "std_uae": 1}
     assert (out / "robustness.png").stat().st_size > 0 and (out / "report.md").is_file()
+    record = json.loads((out / "autoencoder" / "train.json").read_text())
+    assert record["config"]["epochs"] == 1
+    capsys.readouterr()
+    # A new user's second run with another --ae-epochs: refused, not a silent reuse of
+    # the 1-epoch autoencoder.
+    assert main([*argv, "--ae-epochs", "3"]) == 1
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("uae: error: "), captured.err
+    assert "epochs: 1 -> 3" in lines[0] and "autoencoder" in lines[0]
+    assert json.loads((out / "autoencoder" / "train.json").read_text()) == record

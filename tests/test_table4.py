@@ -2,6 +2,7 @@
 
 import json
 
+import matplotlib
 import pytest
 
 from uae_tf import cli
@@ -16,7 +17,13 @@ ARGS = [
 @pytest.fixture(scope="module")
 def table4(tmp_path_factory):
     out = tmp_path_factory.mktemp("table4")
-    assert cli.main([*ARGS, "--out", str(out)]) == 0
+    backend = matplotlib.get_backend()
+    matplotlib.use("svg")  # A caller's choice the experiment must leave alone.
+    try:
+        assert cli.main([*ARGS, "--out", str(out)]) == 0
+        assert matplotlib.get_backend() == "svg"
+    finally:
+        matplotlib.use(backend)
     return out
 
 
@@ -54,7 +61,7 @@ def test_report_files(table4):
 def test_rerun_resumes_and_changed_config_is_refused(table4, capsys):
     before = json.loads((table4 / "report.json").read_text())["rows"]
     assert cli.main([*ARGS[:-1], "--out", str(table4)]) == 0
-    assert "done before" in capsys.readouterr().out
+    assert capsys.readouterr().out.count("(done before)") == len(ROWS)
     assert json.loads((table4 / "report.json").read_text())["rows"] == before
     assert cli.main([*ARGS, "--seed", "3", "--out", str(table4)]) == 1
     assert "holds results of another configuration" in capsys.readouterr().err
@@ -64,3 +71,18 @@ def test_bad_arguments_exit_2(tmp_path, capsys):
     assert cli.main(["reproduce", "table4", "--dataset", "digits", "--arch", "dense",
                      "--initial-perturbation", "big", "--out", str(tmp_path)]) == 2
     assert "initial-perturbation" in capsys.readouterr().err
+
+
+def test_changed_epochs_of_one_model_are_refused_not_reused(table4, capsys):
+    """A model directory carries its own config, checked even when OUT's is not."""
+    original = table4 / "seed-0" / "original"
+    stored = json.loads((original / "config.json").read_text())
+    assert stored["config"]["epochs"] == 2
+    stored["config"]["epochs"] = 5
+    (original / "config.json").write_text(json.dumps(stored))
+    try:
+        assert cli.main([*ARGS, "--out", str(table4)]) == 1
+        assert "epochs: 5 -> 2" in capsys.readouterr().err
+    finally:
+        stored["config"]["epochs"] = 2
+        (original / "config.json").write_text(json.dumps(stored))

@@ -26,13 +26,15 @@ from uae_tf.criteria import (
     ReconstructionCriterion,
 )
 from uae_tf.evaluation import per_sample_reconstruction_error, reconstruction_error
-from uae_tf.generation import generate, load_results
+from uae_tf.generation import GenerationResults, generate, load_results
 from uae_tf.mine import StatisticsNetwork, donsker_varadhan, estimate_mutual_information
 from uae_tf.models import build_classifier, train_classifier
 from uae_tf.presets import PRESETS, get_preset
 from uae_tf.similarity import L2Similarity, MINESimilarity
 from uae_tf.training import load_model_dir, retrain, train_autoencoder
 from uae_tf.views import ConvView, RandomView, find_first_conv2d, make_view
+# Last: the experiments use the rest of the library.
+from uae_tf import reproduce, runs
 
 __all__ = [
     "__version__",
@@ -71,4 +73,7 @@ __all__ = [
     "get_preset",
     "generate",
     "load_results",
+    "GenerationResults",
+    "runs",
+    "reproduce",
 ]

@@ -1,23 +1,34 @@
 """Versions and environment facts recorded next to every result."""
 
+import importlib.metadata
 import platform
 import sys
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+_DISTRIBUTION = "uae-tf"
+
+
+def _package_version():
+    """The installed uae-tf version, or ``"unknown"`` when run from a source tree."""
+    try:
+        return importlib.metadata.version(_DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def versions():
     """Returns the versions of Python and the packages that produce results.
 
     Returns:
-        A JSON-serializable dict, e.g. ``{"python": "3.11.7", "tensorflow": ...}``.
+        A JSON-serializable dict, e.g. ``{"python": "3.11.7", "tensorflow": ...}``;
+        ``uae_tf`` is the installed distribution's version (``"unknown"`` when the
+        package is not installed).
     """
-    import keras
-    import numpy as np
-    import tensorflow as tf
-
-    from uae_tf import __version__
-
     return {
-        "uae_tf": __version__,
+        "uae_tf": _package_version(),
         "python": sys.version.split()[0],
         "tensorflow": tf.__version__,
         "keras": keras.__version__,

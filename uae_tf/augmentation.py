@@ -12,7 +12,7 @@ augmentation (GA) uses every noisy sample, a UAE or not.
 Example:
 
 >>> results = uae_tf.load_results("runs/uae")                    # doctest: +SKIP
->>> sequence = UAESequence.from_results(x_train, results, batch_size=100, seed=0)
+>>> sequence = UAESequence.from_results(x_train, results, batch_size=100, seed=0)  # doctest: +SKIP
 >>> model.fit(sequence, epochs=30)                                # doctest: +SKIP
 """
 
@@ -23,7 +23,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
+import autoencoders
 from uae_tf import _validation
+from uae_tf.generation import GenerationResults, generate
 
 # Batches Keras reads before training to learn the output signature
 # (keras.src.trainers.data_adapters.data_adapter_utils.NUM_BATCHES_FOR_TENSOR_SPEC).
@@ -67,11 +69,10 @@ def align_results(results, n, indices=None):
     """Puts generation results in the order of N training samples.
 
     Args:
-        results: A dict from :func:`uae_tf.load_results` (``x_adv``, ``success``,
-            ``index``...).
+        results: A :class:`uae_tf.generation.GenerationResults`.
         n: Number of training samples.
         indices: ``[n]`` dataset rows of the training samples (default
-            ``range(n)``), matched against ``results["index"]``.
+            ``range(n)``), matched against ``results.index``.
 
     Returns:
         ``(x_adv, success, covered)`` of ``n`` rows in the training samples'
@@ -81,15 +82,13 @@ def align_results(results, n, indices=None):
     indices = np.arange(n) if indices is None else np.asarray(indices).reshape(-1)
     if len(indices) != n:
         raise ValueError(f"indices must have {n} entries. Received {len(indices)}")
-    index = np.asarray(results["index"]).reshape(-1)
-    x_adv = np.asarray(results["x_adv"])
-    position = {int(i): p for p, i in enumerate(index)}
+    position = {int(i): p for p, i in enumerate(results.index.reshape(-1))}
     rows = np.array([position.get(int(i), -1) for i in indices])
     covered = rows >= 0
-    out = np.zeros((n,) + x_adv.shape[1:], np.float32)
-    out[covered] = x_adv[rows[covered]]
+    out = np.zeros((n,) + results.x_adv.shape[1:], np.float32)
+    out[covered] = results.x_adv[rows[covered]]
     success = np.zeros(n, bool)
-    success[covered] = np.asarray(results["success"], bool)[rows[covered]]
+    success[covered] = np.asarray(results.success, bool)[rows[covered]]
     return out, success, covered
 
 
@@ -144,34 +143,33 @@ class UAESequence(keras.utils.PyDataset):
         self.set_augmentation(x_aug, success)
 
     @classmethod
-    def from_results(cls, x, results, indices=None, method=None, **kwargs):
-        """Builds the sequence from generation results.
+    def from_results(cls, x, results, indices=None, **kwargs):
+        """Builds the sequence from a finished generation.
+
+        Failed UAEs (``mine``, ``l2``) are replaced by their originals; GA
+        (``gaussian``) uses every noisy sample.
 
         Args:
             x: ``[N, ...]`` the training originals.
-            results: A results directory written by :func:`uae_tf.generate` (or
-                ``uae generate``), or the dict :func:`uae_tf.load_results` returns.
+            results: A :class:`uae_tf.generation.GenerationResults`, from
+                :func:`uae_tf.load_results` or :func:`uae_tf.generate`.
             indices: ``[N]`` dataset rows of ``x`` (default ``range(N)``); samples
                 the results do not cover are replicated.
-            method: ``"mine"``, ``"l2"`` or ``"gaussian"``; read from the results
-                directory's summary by default. GA uses every noisy sample; the
-                attacks replicate their failures.
             **kwargs: Passed to :class:`UAESequence`.
-        """
-        from uae_tf.generation import load_results, load_summary
 
-        if not isinstance(results, dict):
-            if method is None:
-                method = load_summary(results)["config"].get("method", "mine")
-            results = load_results(results)
-        method = method or "mine"
-        if method not in _REPLACES_FAILURES:
-            raise ValueError(
-                f"method must be one of {sorted(_REPLACES_FAILURES)}. Received: method={method!r}"
+        Raises:
+            TypeError: if ``results`` is not a ``GenerationResults`` (a path, say:
+                load it with :func:`uae_tf.load_results`).
+        """
+        if not isinstance(results, GenerationResults):
+            raise TypeError(
+                "results must be a GenerationResults (uae_tf.load_results(path)). "
+                f"Received: {type(results).__name__}"
             )
         x = _validation.check_images(x, "x")
         x_aug, success, covered = align_results(results, len(x), indices)
-        return cls(x, x_aug, success if _REPLACES_FAILURES[method] else covered, **kwargs)
+        return cls(x, x_aug, success if _REPLACES_FAILURES[results.method] else covered,
+                   **kwargs)
 
     def set_augmentation(self, x_aug, success=None):
         """Replaces the augmentations (e.g. with UAEs of the current model)."""
@@ -274,21 +272,18 @@ class UAERegeneration(keras.callbacks.Callback):
         done = epoch + 1
         if done % self.every or done >= self.params.get("epochs", math.inf):
             return
-        import autoencoders
-        from uae_tf.generation import generate, load_results  # Imports training: not at top.
-
         phi = autoencoders.reconstruction_model(self.model)
         regeneration = len(self.history) + 1
         with tempfile.TemporaryDirectory() as scratch:
             out = Path(self.out or scratch) / f"regeneration-{regeneration}"
-            summary = generate(
+            results = generate(
                 phi, self.sequence.x, out, indices=self.indices, method=self.method,
                 seed=self.seed + regeneration, verbose=False,
                 config={"regeneration": regeneration, "epoch": done}, **self.generate_kwargs,
             )
-            results = load_results(out)
-        success = results["success"] if _REPLACES_FAILURES[self.method] else None
-        self.sequence.set_augmentation(results["x_adv"], success)
+        summary = results.summary
+        success = results.success if _REPLACES_FAILURES[self.method] else None
+        self.sequence.set_augmentation(results.x_adv, success)
         self.history.append({"epoch": done, "asr": summary["asr"], "seconds": summary["seconds"]})
         if self.verbose:
             print(

@@ -11,28 +11,20 @@ work and returns the dict printed as the last line; then list the adder in
 ``_SUBCOMMAND_PARSERS``.
 """
 
+import argparse
+import json
 import os
+import sys
 
-# Set before TensorFlow is first imported, which is when its C++ logging reads it.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
-
-import autoencoders  # noqa: E402
-from uae_tf import __version__, _argtypes, datasets, models, reproduce  # noqa: E402
-from uae_tf.evaluation import reconstruction_error  # noqa: E402
-from uae_tf.generation import METHODS, generate  # noqa: E402
-from uae_tf.presets import PRESETS  # noqa: E402
-from uae_tf.views import VIEWS  # noqa: E402
-from uae_tf.training import (  # noqa: E402
-    MODEL_FILE,
-    RECORD_FILE,
-    file_sha256,
-    load_model_dir,
-    retrain,
-)
+import autoencoders
+from uae_tf import __version__, _argtypes, datasets, models, reproduce
+from uae_tf.evaluation import reconstruction_error
+from uae_tf.generation import METHODS, generate
+from uae_tf.presets import PRESETS
+from uae_tf.reproduce.table4 import DEMO, print_table, run_table4
+from uae_tf.runs import MODEL_FILE, RECORD_FILE, file_sha256, model_file
+from uae_tf.training import load_model_dir, retrain
+from uae_tf.views import VIEWS
 
 PROG = "uae"
 _EXIT_RUNTIME_ERROR = 1
@@ -401,7 +393,7 @@ def _cmd_generate(args):
     if args.limit is not None:
         x = x[: args.limit]
     config = {
-        "model_sha256": file_sha256(_model_file(args.model)),
+        "model_sha256": file_sha256(model_file(args.model)),
         "dataset": args.dataset,
         "split": args.split,
         "limit": args.limit,
@@ -418,7 +410,7 @@ def _cmd_generate(args):
         model, x, args.out, method=args.method, preset=args.preset, view=args.view,
         batch_size=args.batch_size, seed=args.seed, verbose=not args.quiet, config=config,
         **extra,
-    )
+    ).summary
     if not args.quiet:
         made = {"mine": "MINE-UAEs", "l2": "L2-UAEs", "gaussian": "GA samples"}[args.method]
         mi = "" if summary["mean_mi"] is None else f", mean MI {summary['mean_mi']:.4g}"
@@ -431,14 +423,8 @@ def _cmd_generate(args):
     }
 
 
-def _model_file(path):
-    return os.path.join(path, MODEL_FILE) if os.path.isdir(path) else path
-
-
 def _add_demo_parser(subparsers):
     """Adds ``uae demo``."""
-    from uae_tf.reproduce.table4 import DEMO
-
     settings = ", ".join(f"{k}={v}" for k, v in DEMO.items())
     parser = _add_subparser(
         subparsers,
@@ -461,8 +447,6 @@ def _add_demo_parser(subparsers):
 
 def _cmd_demo(args):
     """Runs the demo; returns the JSON summary."""
-    from uae_tf.reproduce.table4 import DEMO, print_table, run_table4
-
     report = run_table4(**DEMO, out=args.out, verbose=not args.quiet)
     if not args.quiet:
         print_table(report)
@@ -477,7 +461,7 @@ def _cmd_demo(args):
 
 
 def _add_reproduce_parser(subparsers):
-    """Adds ``uae reproduce NAME``, one sub-subcommand per module of uae_tf.reproduce."""
+    """Adds ``uae reproduce NAME``, one sub-subcommand per experiment of uae_tf.reproduce."""
     parser = _add_subparser(
         subparsers,
         "reproduce",
@@ -489,8 +473,7 @@ def _add_reproduce_parser(subparsers):
     experiments = parser.add_subparsers(
         title="experiments", dest="experiment", required=True, metavar="NAME"
     )
-    for name in reproduce.EXPERIMENTS:
-        module = reproduce.load(name)
+    for name, module in reproduce.EXPERIMENTS.items():
         sub = experiments.add_parser(
             name, help=module.SUMMARY, description=module.__doc__,
             formatter_class=argparse.RawDescriptionHelpFormatter,

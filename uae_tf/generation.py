@@ -10,89 +10,95 @@ keeps its results in a directory::
     OUT/summary.json         n, asr, mean_mi, seconds, samples_per_second, config, versions
 
 A run that is killed loses at most the batch in flight: run it again with the same
-arguments and it attacks only the samples no chunk holds. Each sample's randomness
-depends on ``(seed, index)`` only, so the resumed run ends with what an
-uninterrupted run gives, whatever the batch size.
+arguments and it attacks only the samples no chunk holds (the chunks are
+:func:`uae_tf.runs.attack_in_chunks`'s). Each sample's randomness depends on
+``(seed, index)`` only, so the resumed run ends with what an uninterrupted run
+gives, whatever the batch size.
+
+:func:`generate` returns, and :func:`load_results` loads, a
+:class:`GenerationResults`: the arrays and summary of a finished generation, read
+once and passed to what uses it.
 """
 
-import hashlib
-import json
-import time
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 
 from uae_tf import _validation
 from uae_tf._io import write_json_atomic, write_npz_atomic
-from uae_tf._provenance import versions
 from uae_tf.attacks import GaussianAugmentation, MinMaxAttack
 from uae_tf.criteria import ReconstructionCriterion
 from uae_tf.presets import get_preset
+from uae_tf.runs import (
+    array_sha256,
+    attack_config,
+    attack_in_chunks,
+    file_sha256,
+    read_json,
+    versions,
+)
 
-RESULT_KEYS = ("x_adv", "success", "mi", "f", "index")
 METHODS = ("mine", "l2", "gaussian")
-_FORMAT = "uae-tf/generation/v1"
+RESULTS_FILE = "uae.npz"
+SUMMARY_FILE = "summary.json"
+_ARRAYS = ("x_adv", "success", "mi", "f", "index", "mi_history", "c_history")
 
 
-class ConfigMismatchError(ValueError):
-    """Raised when a results directory holds results made with another config."""
+@dataclasses.dataclass(frozen=True, eq=False)
+class GenerationResults:
+    """A finished generation, loaded once: its per-sample arrays and what made them.
 
+    Returned by :func:`generate` and :func:`load_results`, and passed down to what
+    uses it (:meth:`uae_tf.UAESequence.from_results`, :func:`uae_tf.retrain`), so a
+    results directory is read and validated once.
 
-def _read_json(path, what):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path} is not a readable {what} JSON file: {error}") from error
-
-
-def check_config(out, config, format=_FORMAT):
-    """Writes ``config`` to ``out/config.json``, or checks it matches the one there.
-
-    ``format`` names the kind of directory (a generation, an experiment...); a
-    ``config.json`` of another kind is refused.
-
-    Raises:
-        ConfigMismatchError: if ``out`` holds results of a different config, naming
-            the keys that differ.
-        ValueError: if ``out/config.json`` is corrupt or not ours.
+    Attributes:
+        x_adv: ``[N, ...]`` the UAEs (or GA samples), in dataset order.
+        success: ``[N]`` bool, whether each is a UAE.
+        mi: ``[N]`` MINE estimate at the returned example (NaN for GA).
+        f: ``[N]`` criterion value f_x at the returned example.
+        index: ``[N]`` dataset rows of the samples (their seeds).
+        mi_history: ``[N, T]`` MI after each attack iteration.
+        c_history: ``[N, T]`` the constant c after each attack iteration.
+        summary: The ``summary.json`` dict (``n``, ``asr``, ``mean_mi``,
+            ``seconds``, ``config``, ``versions``...).
+        path: The results directory.
+        sha256: Hex sha256 of its ``uae.npz``, identifying these results.
     """
-    path = Path(out) / "config.json"
-    if not path.exists():
-        write_json_atomic(path, {"format": format, "config": config})
-        return
-    stored = _read_json(path, "generation config")
-    if not isinstance(stored, dict) or stored.get("format") != format:
-        raise ValueError(
-            f"{path} is not a uae-tf config of format {format!r}; "
-            "choose an empty --out directory."
-        )
-    old = json.loads(json.dumps(stored["config"]))
-    new = json.loads(json.dumps(config))
-    if old != new:
-        keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-        diff = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys)
-        raise ConfigMismatchError(
-            f"{out} holds results of another configuration ({diff}). Use a new --out "
-            "directory, or rerun with the original arguments to resume."
-        )
 
+    x_adv: np.ndarray
+    success: np.ndarray
+    mi: np.ndarray
+    f: np.ndarray
+    index: np.ndarray
+    mi_history: np.ndarray
+    c_history: np.ndarray
+    summary: dict
+    path: Path
+    sha256: str
 
-def _load_chunks(chunk_dir, n):
-    chunks = []
-    for path in sorted(Path(chunk_dir).glob("*.npz")):
-        try:
-            with np.load(path) as data:
-                chunk = {k: data[k] for k in data.files}
-        except (OSError, ValueError, EOFError) as error:
-            raise ValueError(
-                f"{path} is corrupt ({error}); delete it and rerun to regenerate its samples."
-            ) from error
-        missing = {"position", "seconds", *RESULT_KEYS} - set(chunk)
-        if missing or np.any(chunk["position"] >= n):
-            raise ValueError(f"{path} is not a chunk of this run (missing {sorted(missing)}).")
-        chunks.append(chunk)
-    return chunks
+    @property
+    def config(self):
+        """The config that made the results (``method``, ``preset``, ``attack``...)."""
+        return self.summary["config"]
+
+    @property
+    def method(self):
+        """``"mine"``, ``"l2"`` or ``"gaussian"``."""
+        return self.config["method"]
+
+    @property
+    def attack_success_rate(self):
+        """Fraction of samples whose result is a UAE (the paper's ASR)."""
+        return self.summary["asr"]
+
+    def __len__(self):
+        return len(self.success)
+
+    def __repr__(self):
+        return (f"GenerationResults(path={str(self.path)!r}, method={self.method!r}, "
+                f"n={len(self)}, asr={self.attack_success_rate:.4g})")
 
 
 def generate(
@@ -134,8 +140,13 @@ def generate(
             ``initial_perturbation="glorot"``), or ``sigma`` for ``"gaussian"``.
 
     Returns:
-        The summary dict written to ``out/summary.json``. Its ``asr`` is the
-        fraction of samples whose result is a UAE (for GA: by chance).
+        The :class:`GenerationResults`; its ``summary`` is the dict written to
+        ``out/summary.json``, whose ``asr`` is the fraction of samples whose result
+        is a UAE (for GA: by chance).
+
+    Raises:
+        uae_tf.runs.ConfigMismatchError: if ``out`` holds results of other settings.
+        ValueError: for an unknown ``method`` or bad ``x``/``indices``.
     """
     x = _validation.check_images(x, "x")
     n = len(x)
@@ -164,85 +175,28 @@ def generate(
         "method": method,
         "preset": preset,
         "n": n,
-        "indices_sha": _array_digest(indices),
-        "attack": {k: v for k, v in attack.get_config().items() if k != "jit_compile"},
+        "indices_sha": array_sha256(indices)[:16],
+        "attack": attack_config(attack),
     }
     out = Path(out)
-    chunk_dir = out / "chunks"
-    chunk_dir.mkdir(parents=True, exist_ok=True)
-    check_config(out, run_config)
-
-    chunks = _load_chunks(chunk_dir, n)
-    done = np.zeros(n, bool)
-    for chunk in chunks:
-        done[chunk["position"]] = True
-    todo = np.flatnonzero(~done)
-    progbar = None
-    if verbose and len(todo):
-        import keras
-
-        progbar = keras.utils.Progbar(n, unit_name="sample")
-        progbar.update(int(done.sum()))
-    for start in range(0, len(todo), batch_size):
-        positions = todo[start : start + batch_size]
-        began = time.perf_counter()
-        result = attack(x[positions], indices=indices[positions])
-        seconds = time.perf_counter() - began
-        chunk = {
-            "position": positions,
-            "index": indices[positions],
-            "x_adv": result.x_adv,
-            "success": result.success,
-            "mi": result.mi,
-            "f": result.f,
-            "mi_history": result.mi_history,
-            "c_history": result.c_history,
-            "seconds": np.float64(seconds),
-        }
-        write_npz_atomic(chunk_dir / f"{positions[0]:08d}.npz", **chunk)
-        chunks.append(chunk)
-        if progbar is not None:
-            progbar.update(int(positions[-1]) + 1, [("asr", result.attack_success_rate)])
-
-    return _finish(out, chunks, n, run_config)
-
-
-def _finish(out, chunks, n, run_config):
-    order = np.argsort(np.concatenate([c["position"] for c in chunks]))
-    joined = {
-        key: np.concatenate([c[key] for c in chunks])[order]
-        for key in (*RESULT_KEYS, "mi_history", "c_history")
-    }
-    write_npz_atomic(out / "uae.npz", **joined)
-    seconds = float(sum(float(c["seconds"]) for c in chunks))
+    result, seconds = attack_in_chunks(
+        attack, x, out, run_config, chunk_size=batch_size, indices=indices, verbose=verbose
+    )
+    arrays = {k: getattr(result, k) for k in _ARRAYS if k != "index"} | {"index": indices}
+    write_npz_atomic(out / RESULTS_FILE, **arrays)
     summary = {
         "n": n,
-        "asr": float(np.mean(joined["success"])),
-        "mean_mi": _mean_or_none(joined["mi"]),
-        "mean_mi_successful": _mean_or_none(joined["mi"][joined["success"]]),
+        "asr": result.attack_success_rate,
+        "mean_mi": _mean_or_none(result.mi),
+        "mean_mi_successful": _mean_or_none(result.mi[result.success]),
         "seconds": seconds,
         "samples_per_second": n / seconds if seconds > 0 else None,
         "config": run_config,
         "versions": versions(),
     }
-    write_json_atomic(out / "summary.json", summary)
-    return summary
-
-
-def load_summary(out):
-    """Loads ``out/summary.json`` of a finished generation (its ``config`` names the method).
-
-    Raises:
-        FileNotFoundError: if the directory holds no finished generation.
-        ValueError: if the file is corrupt or not a uae-tf generation summary.
-    """
-    path = Path(out) / "summary.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist: run `uae generate` into {out} first.")
-    summary = _read_json(path, "generation summary")
-    if not isinstance(summary, dict) or not isinstance(summary.get("config"), dict):
-        raise ValueError(f"{path} is not a uae-tf generation summary (no config).")
-    return summary
+    write_json_atomic(out / SUMMARY_FILE, summary)
+    return GenerationResults(**arrays, summary=summary, path=out,
+                             sha256=file_sha256(out / RESULTS_FILE))
 
 
 def _mean_or_none(values):
@@ -251,25 +205,52 @@ def _mean_or_none(values):
 
 
 def load_results(out):
-    """Loads ``out/uae.npz`` as an :class:`AttackResult`-like dict plus ``index``.
+    """Loads a finished generation, validated, as a :class:`GenerationResults`.
+
+    Args:
+        out: A results directory of :func:`generate` (``uae generate --out``).
+
+    Returns:
+        The :class:`GenerationResults` of ``out/uae.npz`` and ``out/summary.json``.
 
     Raises:
         FileNotFoundError: if the directory holds no finished generation.
-        ValueError: if the file is corrupt or not a uae-tf results file.
+        ValueError: if a file is corrupt or not a uae-tf generation's, naming it.
+
+    Example:
+
+    >>> results = uae_tf.load_results("runs/uae")  # doctest: +SKIP
+    >>> results.method, results.attack_success_rate  # doctest: +SKIP
+    ('mine', 0.98)
     """
-    path = Path(out) / "uae.npz"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist: run `uae generate` into {out} first.")
+    out = Path(out)
+    for name in (RESULTS_FILE, SUMMARY_FILE):
+        if not (out / name).is_file():
+            raise FileNotFoundError(
+                f"{out / name} does not exist: run `uae generate` into {out} first."
+            )
+    summary = read_json(out / SUMMARY_FILE, "generation summary")
+    if not isinstance(summary, dict) or not isinstance(summary.get("config"), dict):
+        raise ValueError(f"{out / SUMMARY_FILE} is not a uae-tf generation summary (no config).")
+    if summary["config"].get("method") not in METHODS:
+        raise ValueError(
+            f"{out / SUMMARY_FILE} names no method of {METHODS}. "
+            f"Received: method={summary['config'].get('method')!r}"
+        )
+    path = out / RESULTS_FILE
     try:
         with np.load(path) as data:
-            results = {k: data[k] for k in data.files}
+            arrays = {k: data[k] for k in data.files}
     except (OSError, ValueError, EOFError) as error:
         raise ValueError(f"{path} is not a readable uae-tf results file: {error}") from error
-    missing = set(RESULT_KEYS) - set(results)
+    missing = set(_ARRAYS) - set(arrays)
     if missing:
         raise ValueError(f"{path} is not a uae-tf results file: it lacks {sorted(missing)}.")
-    return results
-
-
-def _array_digest(a):
-    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()[:16]
+    lengths = {k: len(arrays[k]) for k in _ARRAYS}
+    if set(lengths.values()) != {summary.get("n")}:
+        raise ValueError(
+            f"{path} does not match {out / SUMMARY_FILE}: n={summary.get('n')!r}, "
+            f"array lengths {lengths}."
+        )
+    return GenerationResults(**{k: arrays[k] for k in _ARRAYS}, summary=summary, path=out,
+                             sha256=file_sha256(path))

@@ -19,7 +19,6 @@ Example:
 >>> phi, record = training.load_model_dir("runs/conv")  # doctest: +SKIP
 """
 
-import hashlib
 import json
 import numbers
 import os
@@ -32,14 +31,12 @@ import keras
 import autoencoders
 from uae_tf import datasets
 from uae_tf._batches import shuffled_batches
-from uae_tf._provenance import versions
+from uae_tf._io import write_json_atomic
 from uae_tf._validation import check_positive_int
 from uae_tf.augmentation import UAESequence
 from uae_tf.evaluation import reconstruction_error
-from uae_tf._io import write_json_atomic
-
-MODEL_FILE = "model.keras"
-RECORD_FILE = "train.json"
+from uae_tf.generation import GenerationResults, load_results
+from uae_tf.runs import MODEL_FILE, RECORD_FILE, read_json, versions
 
 
 def train_autoencoder(
@@ -83,8 +80,11 @@ def train_autoencoder(
         verbose: Keras ``fit`` verbosity: 0 silent, 1 progress bar, 2 one line per
             epoch.
         limit: Train on the first ``limit`` samples of the split only.
-        augmentation: A results directory of :func:`uae_tf.generate` over the same
-            train split (rows matched by dataset index), or ``None``.
+        augmentation: Results of :func:`uae_tf.generate` over the same train
+            split (rows matched by dataset index): a
+            :class:`uae_tf.generation.GenerationResults` or its directory (loaded
+            once here), or ``None``. The record's ``config.augmentation`` (path,
+            method, n, asr, sha256 of ``uae.npz``) comes from it.
         callbacks: Extra Keras callbacks for ``fit``.
 
     Returns:
@@ -137,8 +137,10 @@ def train_autoencoder(
     x = x[:limit]
     augmentation_config = None
     if augmentation is not None:
-        data = UAESequence.from_results(x, augmentation, batch_size=batch_size, seed=seed)
+        if not isinstance(augmentation, GenerationResults):
+            augmentation = load_results(augmentation)
         augmentation_config = _augmentation_config(augmentation, dataset)
+        data = UAESequence.from_results(x, augmentation, batch_size=batch_size, seed=seed)
         fit_args = {"x": data}
         steps_per_epoch = len(data)
     else:
@@ -179,24 +181,20 @@ def train_autoencoder(
     return phi, record
 
 
-def _augmentation_config(augmentation, dataset):
-    """What identifies an augmentation directory, checked against the dataset trained on."""
-    from uae_tf.generation import load_summary
-
-    summary = load_summary(augmentation)
-    config = summary["config"]
-    made_on = (config.get("dataset"), config.get("split"))
+def _augmentation_config(results, dataset):
+    """The record's provenance of ``results``, checked against the dataset trained on."""
+    made_on = (results.config.get("dataset"), results.config.get("split"))
     if made_on[0] is not None and made_on != (dataset, "train"):
         raise ValueError(
-            f"{augmentation} holds augmentations of {made_on[0]!r} ({made_on[1]} split); "
+            f"{results.path} holds augmentations of {made_on[0]!r} ({made_on[1]} split); "
             f"expected the train split of {dataset!r}."
         )
     return {
-        "path": str(augmentation),
-        "method": config.get("method"),
-        "n": summary.get("n"),
-        "asr": summary.get("asr"),
-        "uae_sha256": file_sha256(Path(augmentation) / "uae.npz"),
+        "path": str(results.path),
+        "method": results.method,
+        "n": len(results),
+        "asr": results.attack_success_rate,
+        "uae_sha256": results.sha256,
     }
 
 
@@ -208,8 +206,10 @@ def retrain(model, augment, epochs=None, seed=None, out=None, verbose=1, callbac
 
     Args:
         model: Directory written by :func:`train_autoencoder` (``uae train``).
-        augment: Results directory of :func:`uae_tf.generate` over that model's
-            training set (``uae generate --split train``).
+        augment: Results of :func:`uae_tf.generate` over that model's training
+            set (``uae generate --split train``): a
+            :class:`uae_tf.generation.GenerationResults` or its directory, loaded
+            once.
         epochs: Training epochs (default: Table 8's augmented value).
         seed: Seed (default: the saved model's).
         out: Output directory, as for :func:`train_autoencoder`.
@@ -230,10 +230,13 @@ def retrain(model, augment, epochs=None, seed=None, out=None, verbose=1, callbac
             "whose record names the architecture and data."
         )
     try:
-        config = json.loads(record_file.read_text())["config"]
+        config = read_json(record_file, "training record")["config"]
         arch, dataset = config["arch"], config["dataset"]
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as error:
-        raise ValueError(f"{record_file} is not a readable training record: {error}") from error
+    except (KeyError, TypeError) as error:
+        raise ValueError(
+            f"{record_file} is not a training record (no config naming arch and dataset): "
+            f"{type(error).__name__}: {error}"
+        ) from error
     if arch not in autoencoders.ARCHITECTURES:
         raise ValueError(
             f"{record_file} is the record of a {arch!r} model; retrain handles the "
@@ -252,15 +255,6 @@ def retrain(model, augment, epochs=None, seed=None, out=None, verbose=1, callbac
         augmentation=augment,
         callbacks=callbacks,
     )
-
-
-def file_sha256(path):
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_model_dir(path):

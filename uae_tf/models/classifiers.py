@@ -41,9 +41,9 @@ from autoencoders._common import check_input_shape, kernel_initializer
 from uae_tf import datasets
 from uae_tf._batches import shuffled_batches
 from uae_tf._io import write_json_atomic
-from uae_tf._provenance import versions
 from uae_tf._validation import check_images, check_positive_int
-from uae_tf.training import MODEL_FILE, RECORD_FILE, _save_model_atomic
+from uae_tf.runs import MODEL_FILE, RECORD_FILE, versions
+from uae_tf.training import _save_model_atomic
 
 VARIANTS = ("auto", "mnist", "cifar")
 

@@ -1,31 +1,36 @@
-"""Experiments that reproduce the paper's tables and figures (``uae reproduce NAME``).
+"""Experiments that reproduce the paper's tables and figures.
 
-Each experiment is a module with:
+Each experiment is a keyword function that runs it into a directory and returns
+its report (the dict written to ``OUT/report.json``), callable from Python:
 
-* ``NAME`` -- the subcommand name (``uae reproduce NAME``);
-* ``SUMMARY`` -- one line for ``--help``;
-* ``add_arguments(parser)`` -- its command-line options;
-* ``run(args)`` -- runs it from parsed arguments and returns the JSON-serializable
-  dict that ``uae`` prints as its last line.
+>>> from uae_tf import reproduce
+>>> report = reproduce.run_table3("runs/table3", n=2, iterations=4,
+...                               search_steps=2)  # doctest: +SKIP
+
+* :func:`run_table3` -- Table 3 / Figure 2: MinMax against the penalty method;
+* :func:`run_figure3` -- Figure 3: MINE-MinMax against PGD for epsilon 0.1 to 1.0;
+* :func:`run_robustness` -- appendix I: PGD against classifiers trained with UAEs;
+* :func:`run_table4` -- Table 4: retraining autoencoders on UAE-augmented data.
 
 Every experiment writes ``OUT/report.json`` (``{"rows": [...], "config": {...}}``,
 config including versions and seeds), ``OUT/report.md`` and its figures, and keeps
-its intermediate results in ``OUT`` so that an interrupted run resumes.
+its intermediate results in ``OUT`` (through :mod:`uae_tf.runs`) so that an
+interrupted run resumes and a run with other settings is refused.
+
+``uae reproduce NAME`` is a thin adapter: each experiment's module has ``NAME``,
+``SUMMARY`` (one line for ``--help``), ``add_arguments(parser)`` and ``run(args)``,
+which calls the keyword function and returns the JSON last line. The
+shared report helpers are in :mod:`uae_tf.reproduce.reports`, the paper's
+published numbers in :mod:`uae_tf.reproduce.paper`.
 """
 
-import importlib
+from uae_tf.reproduce import figure3, robustness, table3, table4
+from uae_tf.reproduce.figure3 import run_figure3
+from uae_tf.reproduce.robustness import run_robustness
+from uae_tf.reproduce.table3 import run_table3
+from uae_tf.reproduce.table4 import run_table4
 
-# name -> module under uae_tf.reproduce; imported only when the experiment runs.
-EXPERIMENTS = {
-    "table4": "uae_tf.reproduce.table4",
-    "table3": "uae_tf.reproduce.table3",
-    "figure3": "uae_tf.reproduce.figure3",
-    "robustness": "uae_tf.reproduce.robustness",
-}
+# ``uae reproduce NAME``: name -> the experiment's module.
+EXPERIMENTS = {module.NAME: module for module in (table4, table3, figure3, robustness)}
 
-
-def load(name):
-    """Returns the module of experiment ``name``."""
-    if name not in EXPERIMENTS:
-        raise ValueError(f"experiment must be one of {sorted(EXPERIMENTS)}. Received: {name!r}")
-    return importlib.import_module(EXPERIMENTS[name])
+__all__ = ["run_table3", "run_figure3", "run_robustness", "run_table4", "EXPERIMENTS"]

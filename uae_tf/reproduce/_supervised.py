@@ -1,26 +1,30 @@
 """What the supervised experiments (table3, figure3, robustness) share.
 
-A classifier to attack (given, or trained once into ``OUT/classifier`` and reused),
-the test samples it classifies correctly, attacks run in chunks that are written as
-they finish (so an interrupted experiment resumes), and figures drawn without pyplot.
+A classifier to attack (given, or trained once into ``OUT/classifier`` and reused
+while its settings hold), the test samples it classifies correctly, and the
+command-line options that go with them.
 """
 
-import hashlib
-import time
 from pathlib import Path
 
 import numpy as np
 
 from uae_tf import datasets
 from uae_tf._argtypes import int_at_least
-from uae_tf._io import write_npz_atomic
-from uae_tf.attacks.base import AttackResult
 from uae_tf.models.classifiers import predict_labels, train_classifier
-from uae_tf.generation import check_config
-from uae_tf.training import MODEL_FILE, file_sha256, load_model_dir
+from uae_tf.runs import array_sha256, file_sha256, model_file, train_once
+from uae_tf.training import load_model_dir
 
 CLASSIFIER_DIR = "classifier"
-_RESULT_FIELDS = ("x_adv", "success", "mi", "f", "mi_history", "c_history")
+
+
+def add_dataset_arguments(parser, what):
+    """Adds ``--dataset`` (``what`` it is, for the help) and ``--data-dir``."""
+    parser.add_argument(
+        "--dataset", default="mnist5k", choices=datasets.DATASETS, metavar="NAME",
+        help=f"{what} (default: %(default)s, embedded)",
+    )
+    parser.add_argument("--data-dir", metavar="DIR", help="tensorflow-datasets cache directory")
 
 
 def add_classifier_arguments(parser, epochs):
@@ -31,11 +35,7 @@ def add_classifier_arguments(parser, epochs):
         ".keras file with logits output); default: train the Carlini-Wagner classifier "
         "into OUT/classifier, or reuse the one there",
     )
-    parser.add_argument(
-        "--dataset", default="mnist5k", choices=datasets.DATASETS, metavar="NAME",
-        help="dataset whose test split is attacked (default: %(default)s, embedded)",
-    )
-    parser.add_argument("--data-dir", metavar="DIR", help="tensorflow-datasets cache directory")
+    add_dataset_arguments(parser, "dataset whose test split is attacked")
     parser.add_argument(
         "--classifier-epochs", type=int_at_least(1), default=epochs, metavar="E",
         help="epochs when training the classifier (default: %(default)s)",
@@ -59,7 +59,7 @@ def classifier(out, model=None, dataset="mnist5k", epochs=None, seed=0, data_dir
     Args:
         out: The experiment's directory.
         model: Path of a saved classifier, or ``None`` to train the Carlini-Wagner
-            classifier into ``out/name`` (reused when already there).
+            classifier into ``out/name`` (once: see :func:`uae_tf.runs.train_once`).
         dataset: Dataset to train on when training.
         epochs: Training epochs.
         seed: Training seed.
@@ -75,120 +75,62 @@ def classifier(out, model=None, dataset="mnist5k", epochs=None, seed=0, data_dir
         ``.keras`` file, and ``test_accuracy`` and ``epochs`` when known.
 
     Raises:
-        uae_tf.generation.ConfigMismatchError: if ``out/name`` holds a classifier
+        uae_tf.runs.ConfigMismatchError: if ``out/name`` holds a classifier
             trained with other settings.
     """
     if model is None:
         path = Path(out) / name
-        path.mkdir(parents=True, exist_ok=True)
-        check_config(path, {
-            "dataset": dataset,
-            "epochs": epochs,
-            "seed": seed,
-            "train_sha256": None if x is None else _array_sha256(x, y),
-        })
-        if not (path / MODEL_FILE).is_file():
-            train_classifier(dataset, epochs=epochs, seed=seed, out=path, data_dir=data_dir,
-                             verbose=verbose, x=x, y=y)
+        train_once(
+            path,
+            {"dataset": dataset, "epochs": epochs, "seed": seed,
+             "train_sha256": None if x is None else array_sha256(x, y)},
+            lambda directory: train_classifier(
+                dataset, epochs=epochs, seed=seed, out=directory, data_dir=data_dir,
+                verbose=verbose, x=x, y=y,
+            ),
+        )
     else:
         path = Path(model)
     loaded, record = load_model_dir(path)
-    model_file = path / MODEL_FILE if path.is_dir() else path
-    facts = {"path": str(path), "sha256": file_sha256(model_file)}
+    facts = {"path": str(path), "sha256": file_sha256(model_file(path))}
     if record is not None:
         facts["test_accuracy"] = record.get("test_accuracy")
         facts["epochs"] = record.get("config", {}).get("epochs")
     return loaded, facts
 
 
-def classifier_and_samples(args, out, say):
-    """The experiment's classifier and the first ``args.n`` test samples it gets right.
+def classifier_and_samples(out, n, model, dataset, epochs, seed, data_dir, say, verbose):
+    """The experiment's classifier and the first ``n`` test samples it gets right.
 
-    Trains the classifier into ``out`` unless ``args.model`` names one (see
-    :func:`classifier`).
+    Trains the classifier into ``out`` unless ``model`` names one (see
+    :func:`classifier`); ``say`` prints progress.
 
     Returns:
         ``(model, model_facts, x, y, indices)``: ``indices`` are the samples' rows in
         the test split.
     """
-    say(f"Classifier: {args.model or Path(out) / CLASSIFIER_DIR}")
-    model, model_facts = classifier(
-        out, args.model, args.dataset, args.classifier_epochs, args.seed, args.data_dir,
-        verbose=0 if args.quiet else 2,
-    )
-    x_test, y_test = datasets.load(args.dataset, "test", data_dir=args.data_dir)
-    indices = correctly_classified(model, x_test, y_test, args.n)
+    say(f"Classifier: {model or Path(out) / CLASSIFIER_DIR}")
+    model, model_facts = classifier(out, model, dataset, epochs, seed, data_dir,
+                                    verbose=2 if verbose else 0)
+    x_test, y_test = datasets.load(dataset, "test", data_dir=data_dir)
+    indices = correctly_classified([model], x_test, y_test, n)
     return model, model_facts, x_test[indices], y_test[indices], indices
 
 
-def correctly_classified(model, x, y, n):
-    """Returns the indices of the first ``n`` samples that ``model`` classifies correctly.
+def correctly_classified(models, x, y, n):
+    """Returns the indices of the first ``n`` samples that all ``models`` classify correctly.
 
     Raises:
-        ValueError: if fewer than ``n`` samples are classified correctly.
+        ValueError: if fewer than ``n`` samples are classified correctly, naming ``n``.
     """
-    correct = np.flatnonzero(predict_labels(model, x) == y)
+    correct = np.ones(len(x), bool)
+    for model in models:
+        correct &= predict_labels(model, x) == y
+    correct = np.flatnonzero(correct)
     if len(correct) < n:
+        by = "the classifier classifies" if len(models) == 1 else "all the classifiers classify"
         raise ValueError(
-            f"The classifier classifies only {len(correct)} of the {len(x)} test samples "
-            f"correctly, fewer than n={n}."
+            f"Only {len(correct)} of the {len(x)} test samples are ones {by} correctly, "
+            f"fewer than n={n}."
         )
     return correct[:n]
-
-
-def attack_in_chunks(attack, x, labels, indices, directory, config, chunk_size=8):
-    """Runs ``attack`` on ``x`` chunk by chunk, writing each chunk as it finishes.
-
-    Rerun with the same ``config`` after an interruption, it attacks only the chunks
-    not on disk; another ``config`` in the same directory is refused.
-
-    Args:
-        attack: A callable ``attack(x, labels=..., indices=...) -> AttackResult``.
-        x: ``[N, ...]`` samples.
-        labels: ``[N]`` labels.
-        indices: ``[N]`` dataset rows of the samples (their seeds).
-        directory: Where the chunks go.
-        config: JSON-serializable facts identifying the run.
-        chunk_size: Samples per chunk file.
-
-    Returns:
-        ``(result, seconds)``: the joined :class:`AttackResult` and the total wall
-        time spent attacking (summed over the chunks, including earlier runs).
-    """
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    check_config(directory, config)
-    results, seconds = [], 0.0
-    for start in range(0, len(x), chunk_size):
-        path = directory / f"{start:08d}.npz"
-        stop = min(start + chunk_size, len(x))
-        if path.is_file():
-            with np.load(path) as data:
-                chunk = {k: data[k] for k in data.files}
-        else:
-            began = time.perf_counter()
-            result = attack(x[start:stop], labels=labels[start:stop], indices=indices[start:stop])
-            chunk = {k: getattr(result, k) for k in _RESULT_FIELDS}
-            chunk["seconds"] = np.float64(time.perf_counter() - began)
-            write_npz_atomic(path, **chunk)
-        seconds += float(chunk["seconds"])
-        results.append(AttackResult(**{k: chunk[k] for k in _RESULT_FIELDS}))
-    return AttackResult.concatenate(results), seconds
-
-
-def new_figure(**kwargs):
-    """Returns a ``matplotlib.figure.Figure`` drawn with Agg, without pyplot.
-
-    Figures made this way never touch pyplot's global backend, so the experiments
-    run the same in a terminal without a display and inside a notebook.
-    """
-    from matplotlib.figure import Figure
-
-    return Figure(**kwargs)
-
-
-def _array_sha256(*arrays):
-    digest = hashlib.sha256()
-    for array in arrays:
-        digest.update(np.ascontiguousarray(array).tobytes())
-    return digest.hexdigest()

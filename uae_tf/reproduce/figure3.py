@@ -23,12 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from uae_tf._argtypes import int_at_least
-from uae_tf._io import write_json_atomic
-from uae_tf._provenance import versions
 from uae_tf.attacks import MinMaxAttack, PGDAttack
 from uae_tf.models.classifiers import predict_labels
 from uae_tf.criteria import MarginCriterion
 from uae_tf.reproduce import _supervised
+from uae_tf.reproduce.reports import distances, markdown_table, new_figure, printer, write_report
+from uae_tf.runs import attack_config, attack_in_chunks, versions
 from uae_tf.views import VIEWS
 
 NAME = "figure3"
@@ -39,8 +39,105 @@ DEFAULT_N = 3
 DEFAULT_STEPS = 100
 PGD_STEPS = 100
 DEFAULT_CLASSIFIER_EPOCHS = 15
+CHUNK_SIZE = 8
 FIGURE = "figure3.png"
 METHODS = ("minmax", "pgd")
+
+
+def run_figure3(
+    out,
+    model=None,
+    dataset="mnist5k",
+    data_dir=None,
+    classifier_epochs=DEFAULT_CLASSIFIER_EPOCHS,
+    n=DEFAULT_N,
+    steps=DEFAULT_STEPS,
+    view="auto",
+    epsilons=EPSILONS,
+    seed=0,
+    verbose=True,
+):
+    """Runs the Figure 3 experiment into ``out`` (resuming what is there).
+
+    Args:
+        out: Experiment directory.
+        model: Path of the classifier to attack; default: train the Carlini-Wagner
+            classifier into ``out/classifier``, or reuse it.
+        dataset: Dataset whose test split is attacked.
+        data_dir: tensorflow-datasets cache directory.
+        classifier_epochs: Epochs when training the classifier.
+        n: Correctly classified test samples, one row of the grid each.
+        steps: MinMax iterations per example (PGD runs 100 steps).
+        view: Per-sample MINE view (``auto``, ``conv``, ``random``).
+        epsilons: L-infinity bounds, one column each (default 0.1, 0.2, ..., 1.0).
+        seed: Seed of the classifier and the attacks.
+        verbose: Print progress.
+
+    Returns:
+        The report written to ``out/report.json``: ``rows`` (one per method and
+        epsilon: ``method``, ``epsilon``, ``asr``, ``l2``, ``linf``, ``seconds``),
+        ``config``, ``seconds`` and ``figure`` (the grid's path).
+    """
+    began = time.perf_counter()
+    epsilons = tuple(epsilons)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    say = printer(verbose)
+    model, model_facts, x, y, indices = _supervised.classifier_and_samples(
+        out, n, model, dataset, classifier_epochs, seed, data_dir, say, verbose
+    )
+
+    rows, examples, configs = [], {m: [] for m in METHODS}, {}
+    for method in METHODS:
+        for epsilon in epsilons:
+            attack = _attack(method, model, epsilon, steps, view, seed)
+            configs.setdefault(method, attack.get_config())
+            config = {
+                "model_sha256": model_facts["sha256"],
+                "dataset": dataset,
+                "indices": indices.tolist(),
+                "attack": attack_config(attack),
+            }
+            result, seconds = attack_in_chunks(
+                attack, x, out / method / f"eps_{epsilon:.1f}", config, CHUNK_SIZE,
+                indices=indices, labels=y,
+            )
+            success = predict_labels(model, result.x_adv) != y
+            distance = distances(x, result.x_adv)
+            rows.append({
+                "method": method,
+                "epsilon": epsilon,
+                "asr": float(np.mean(success)),
+                "l2": float(np.mean(distance["l2"])),
+                "linf": float(np.mean(distance["linf"])),
+                "seconds": seconds,
+            })
+            examples[method].append((result.x_adv, success))
+            say(f"{method} epsilon={epsilon:.1f}: ASR {rows[-1]['asr']:.0%}, mean L2 "
+                f"{rows[-1]['l2']:.3g} ({seconds:.0f} s)")
+
+    _plot(out / FIGURE, x, examples, epsilons)
+    report = {
+        "rows": rows,
+        "config": {
+            "dataset": dataset,
+            "n": n,
+            "indices": indices.tolist(),
+            "epsilons": list(epsilons),
+            "minmax_steps": steps,
+            "pgd_steps": PGD_STEPS,
+            "view": view,
+            "seed": seed,
+            "classifier": model_facts,
+            "attacks": {m: {k: v for k, v in c.items() if k != "epsilon"} for m, c in configs.items()},
+            "versions": versions(),
+        },
+        "figure": str(out / FIGURE),
+        "seconds": time.perf_counter() - began,
+    }
+    write_report(out, report, _markdown(report))
+    say(f"Wrote {out / FIGURE}, report.json and report.md.")
+    return report
 
 
 def add_arguments(parser):
@@ -62,77 +159,26 @@ def add_arguments(parser):
 
 
 def run(args):
-    """Runs the experiment from parsed arguments; returns the JSON summary."""
-    began = time.perf_counter()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    say = (lambda *a: None) if args.quiet else print
-    model, model_facts, x, y, indices = _supervised.classifier_and_samples(args, out, say)
-
-    rows, examples, configs = [], {m: [] for m in METHODS}, {}
-    for method in METHODS:
-        for epsilon in EPSILONS:
-            attack = _attack(method, model, epsilon, args)
-            configs.setdefault(method, attack.get_config())
-            config = {
-                "model_sha256": model_facts["sha256"],
-                "dataset": args.dataset,
-                "indices": indices.tolist(),
-                "attack": {k: v for k, v in attack.get_config().items() if k != "jit_compile"},
-            }
-            result, seconds = _supervised.attack_in_chunks(
-                attack, x, y, indices, out / method / f"eps_{epsilon:.1f}", config
-            )
-            success = predict_labels(model, result.x_adv) != y
-            distance = (result.x_adv - x).reshape(len(x), -1)
-            rows.append({
-                "method": method,
-                "epsilon": epsilon,
-                "asr": float(np.mean(success)),
-                "l2": float(np.mean(np.linalg.norm(distance, axis=1))),
-                "linf": float(np.mean(np.abs(distance).max(axis=1))),
-                "seconds": seconds,
-            })
-            examples[method].append((result.x_adv, success))
-            say(f"{method} epsilon={epsilon:.1f}: ASR {rows[-1]['asr']:.0%}, mean L2 "
-                f"{rows[-1]['l2']:.3g} ({seconds:.0f} s)")
-
-    _plot(out / FIGURE, x, examples)
-    report = {
-        "rows": rows,
-        "config": {
-            "dataset": args.dataset,
-            "n": args.n,
-            "indices": indices.tolist(),
-            "epsilons": list(EPSILONS),
-            "minmax_steps": args.steps,
-            "pgd_steps": PGD_STEPS,
-            "view": args.view,
-            "seed": args.seed,
-            "classifier": model_facts,
-            "attacks": {m: {k: v for k, v in c.items() if k != "epsilon"} for m, c in configs.items()},
-            "versions": versions(),
-        },
-        "seconds": time.perf_counter() - began,
-    }
-    write_json_atomic(out / "report.json", report)
-    (out / "report.md").write_text(_markdown(report))
-    say(f"Wrote {out / FIGURE}, report.json and report.md.")
-    return {"out": str(out), "figure": str(out / FIGURE), "seconds": report["seconds"]}
+    """``uae reproduce figure3``: runs :func:`run_figure3` from parsed arguments."""
+    report = run_figure3(
+        args.out, model=args.model, dataset=args.dataset, data_dir=args.data_dir,
+        classifier_epochs=args.classifier_epochs, n=args.n, steps=args.steps,
+        view=args.view, seed=args.seed, verbose=not args.quiet,
+    )
+    return {"out": str(args.out), "figure": report["figure"], "seconds": report["seconds"]}
 
 
-def _attack(method, model, epsilon, args):
+def _attack(method, model, epsilon, steps, view, seed):
     if method == "pgd":
-        return PGDAttack(model, epsilon=epsilon, steps=PGD_STEPS, seed=args.seed)
-    return MinMaxAttack(MarginCriterion(model), view=args.view, steps=args.steps,
-                        epsilon=epsilon, seed=args.seed)
+        return PGDAttack(model, epsilon=epsilon, steps=PGD_STEPS, seed=seed)
+    return MinMaxAttack(MarginCriterion(model), view=view, steps=steps,
+                        epsilon=epsilon, seed=seed)
 
 
-def _plot(path, x, examples):
+def _plot(path, x, examples, epsilons):
     """The grid: a block of rows per method, a column per epsilon, failures crossed out."""
-    n, cols = len(x), len(EPSILONS) + 1
-    fig = _supervised.new_figure(figsize=(1.0 * cols, 1.05 * n * len(examples) + 0.6),
-                                 layout="constrained")
+    n, cols = len(x), len(epsilons) + 1
+    fig = new_figure(figsize=(1.0 * cols, 1.05 * n * len(examples) + 0.6), layout="constrained")
     axes = fig.subplots(n * len(examples), cols, squeeze=False)
     cmap = "gray" if x.shape[-1] == 1 else None
     for block, (method, per_epsilon) in enumerate(examples.items()):
@@ -151,13 +197,20 @@ def _plot(path, x, examples):
         ax.set_xticks([])
         ax.set_yticks([])
     axes[0][0].set_title("original", fontsize=8)
-    for j, epsilon in enumerate(EPSILONS, start=1):
+    for j, epsilon in enumerate(epsilons, start=1):
         axes[0][j].set_title(f"ε = {epsilon:.1f}", fontsize=8)
     fig.savefig(path, dpi=100)
 
 
 def _markdown(report):
     config = report["config"]
+    by_key = {(r["method"], r["epsilon"]): r for r in report["rows"]}
+    rows = []
+    for epsilon in config["epsilons"]:
+        mm, pgd = by_key[("minmax", epsilon)], by_key[("pgd", epsilon)]
+        rows.append([f"{epsilon:.1f}", f"{mm['asr']:.0%}", f"{mm['l2']:.3g}",
+                     f"{mm['linf']:.3g}", f"{pgd['asr']:.0%}", f"{pgd['l2']:.3g}",
+                     f"{pgd['linf']:.3g}"])
     lines = [
         "# Figure 3: MINE-MinMax against PGD",
         "",
@@ -165,15 +218,10 @@ def _markdown(report):
         f"{config['minmax_steps']} iterations, PGD {config['pgd_steps']} steps. ASR from the "
         "classifier's predictions; L2 and L-infinity distances are means over all samples.",
         "",
-        "| epsilon | MinMax ASR | MinMax L2 | MinMax Linf | PGD ASR | PGD L2 | PGD Linf |",
-        "|---|---|---|---|---|---|---|",
+        *markdown_table(["epsilon", "MinMax ASR", "MinMax L2", "MinMax Linf", "PGD ASR",
+                         "PGD L2", "PGD Linf"], rows),
+        "",
+        f"![Figure 3]({FIGURE})",
+        "",
     ]
-    by_key = {(r["method"], r["epsilon"]): r for r in report["rows"]}
-    for epsilon in config["epsilons"]:
-        mm, pgd = by_key[("minmax", epsilon)], by_key[("pgd", epsilon)]
-        lines.append(
-            f"| {epsilon:.1f} | {mm['asr']:.0%} | {mm['l2']:.3g} | {mm['linf']:.3g} | "
-            f"{pgd['asr']:.0%} | {pgd['l2']:.3g} | {pgd['linf']:.3g} |"
-        )
-    lines += ["", f"![Figure 3]({FIGURE})", ""]
     return "\n".join(lines)

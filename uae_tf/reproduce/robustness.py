@@ -30,14 +30,29 @@ from pathlib import Path
 import numpy as np
 
 from uae_tf import datasets
-from uae_tf._argtypes import initial_perturbation, int_at_least
-from uae_tf._io import write_json_atomic
-from uae_tf._provenance import versions
+from uae_tf._argtypes import initial_perturbation as parse_initial_perturbation
+from uae_tf._argtypes import int_at_least
 from uae_tf.attacks import PGDAttack
-from uae_tf.models.classifiers import predict_labels
+from uae_tf.augmentation import augmentation_pool
 from uae_tf.generation import generate
 from uae_tf.reproduce import _supervised
-from uae_tf.training import MODEL_FILE, file_sha256, load_model_dir, train_autoencoder
+from uae_tf.reproduce.reports import (
+    MISSING,
+    distances,
+    markdown_table,
+    new_figure,
+    printer,
+    write_report,
+)
+from uae_tf.runs import (
+    attack_config,
+    attack_in_chunks,
+    file_sha256,
+    model_file,
+    train_once,
+    versions,
+)
+from uae_tf.training import load_model_dir, train_autoencoder
 
 NAME = "robustness"
 SUMMARY = "Appendix I: PGD ASR against epsilon for classifiers trained with and without UAEs."
@@ -51,8 +66,152 @@ DEFAULT_UAE_STEPS = 20
 DEFAULT_UAE_MINE_STEPS = 1
 PGD_STEPS = 100
 PGD_STEP_SIZE = 0.01
+CHUNK_SIZE = 128
 FIGURE = "robustness.png"
 MODELS = {"std": "Std", "std_uae": "Std-UAE"}
+
+
+def run_robustness(
+    out,
+    dataset="mnist5k",
+    data_dir=None,
+    train_limit=DEFAULT_TRAIN_LIMIT,
+    n=DEFAULT_N,
+    epsilons=DEFAULT_EPSILONS,
+    classifier_epochs=DEFAULT_CLASSIFIER_EPOCHS,
+    autoencoder=None,
+    ae_epochs=DEFAULT_AE_EPOCHS,
+    uae_steps=DEFAULT_UAE_STEPS,
+    uae_mine_steps=DEFAULT_UAE_MINE_STEPS,
+    initial_perturbation="glorot",
+    seed=0,
+    verbose=True,
+):
+    """Runs the appendix I robustness experiment into ``out`` (resuming what is there).
+
+    Every model trained into ``out`` is trained once and reused while its settings
+    hold; rerun with other settings (``ae_epochs``, say), it is refused with
+    :class:`uae_tf.runs.ConfigMismatchError` naming what changed.
+
+    Args:
+        out: Experiment directory.
+        dataset: Dataset (train split for the classifiers and UAEs, test split for PGD).
+        data_dir: tensorflow-datasets cache directory.
+        train_limit: Train both classifiers on the first ``train_limit`` training
+            samples, with as many UAEs for Std-UAE.
+        n: Test samples attacked, classified correctly by both models.
+        epsilons: L-infinity bounds of PGD.
+        classifier_epochs: Epochs of Std-UAE; Std, on half the data, trains twice
+            as many (the same SGD steps).
+        autoencoder: Path of the conv autoencoder for the UAEs (``uae train --arch
+            conv`` output); default: train one into ``out/autoencoder``, or reuse it.
+        ae_epochs: Epochs when training the autoencoder.
+        uae_steps: MinMax iterations per UAE.
+        uae_mine_steps: MINE steps per iteration.
+        initial_perturbation: Start of delta, ``"glorot"`` or a radius in [0, 1].
+        seed: Seed of the models and attacks.
+        verbose: Print progress.
+
+    Returns:
+        The report written to ``out/report.json``: ``rows`` (one per model and
+        epsilon: ``model``, ``epsilon``, ``asr``, ``seconds``), ``config`` and
+        ``seconds``.
+
+    Raises:
+        uae_tf.runs.ConfigMismatchError: if ``out`` holds results of other settings.
+        ValueError: if fewer than ``n`` test samples are classified correctly by both.
+    """
+    began = time.perf_counter()
+    epsilons = tuple(sorted(set(epsilons)))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    say = printer(verbose)
+    fit_verbosity = 2 if verbose else 0
+    x_train, y_train = datasets.load(dataset, "train", data_dir=data_dir)
+    x_train, y_train = x_train[:train_limit], y_train[:train_limit]
+
+    if autoencoder is None:
+        autoencoder = out / "autoencoder"
+        train_once(
+            autoencoder, {"arch": "conv", "dataset": dataset, "epochs": ae_epochs, "seed": seed},
+            lambda directory: train_autoencoder(
+                "conv", dataset, epochs=ae_epochs, seed=seed, out=directory,
+                data_dir=data_dir, verbose=fit_verbosity,
+            ),
+        )
+    phi, _ = load_model_dir(autoencoder)
+    ae_file = model_file(autoencoder)
+    say(f"UAEs for {len(x_train)} training samples from {ae_file} ...")
+    uaes = generate(
+        phi, x_train, out / "uae", preset="fast", seed=seed, verbose=verbose,
+        config={"autoencoder_sha256": file_sha256(ae_file),
+                "dataset": dataset, "train_limit": train_limit},
+        steps=uae_steps, mine_steps=uae_mine_steps,
+        initial_perturbation=initial_perturbation,
+    )
+    # A failed UAE is replaced by its original ("replicate to keep balance").
+    x_uae = augmentation_pool(x_train, uaes.x_adv, uaes.success)
+    say(f"  UAE ASR {uaes.attack_success_rate:.1%}, mean L-inf distance "
+        f"{distances(x_train, x_uae)['linf'].mean():.3g}")
+
+    training_sets = {
+        "std": (x_train, y_train, 2 * classifier_epochs),
+        "std_uae": (np.concatenate([x_train, x_uae]), np.concatenate([y_train, y_train]),
+                    classifier_epochs),
+    }
+    models, facts = {}, {}
+    for name, (x, y, epochs) in training_sets.items():
+        say(f"Training {MODELS[name]} on {len(x)} samples, {epochs} epochs ...")
+        models[name], facts[name] = _supervised.classifier(
+            out, None, dataset, epochs, seed, data_dir, verbose=fit_verbosity, name=name,
+            x=x, y=y,
+        )
+        say(f"  test accuracy {facts[name]['test_accuracy']:.2%}")
+
+    x_test, y_test = datasets.load(dataset, "test", data_dir=data_dir)
+    indices = _supervised.correctly_classified(list(models.values()), x_test, y_test, n)
+    x, y = x_test[indices], y_test[indices]
+
+    rows = []
+    for name, model in models.items():
+        for epsilon in epsilons:
+            attack = PGDAttack(model, epsilon=epsilon, steps=PGD_STEPS,
+                               step_size=min(PGD_STEP_SIZE, epsilon), seed=seed)
+            config = {"model_sha256": facts[name]["sha256"], "indices": indices.tolist(),
+                      "attack": attack_config(attack)}
+            result, seconds = attack_in_chunks(
+                attack, x, out / "pgd" / name / f"eps_{epsilon:g}", config, CHUNK_SIZE,
+                indices=indices, labels=y,
+            )
+            rows.append({"model": name, "epsilon": epsilon,
+                         "asr": result.attack_success_rate, "seconds": seconds})
+        say(f"{MODELS[name]}: PGD ASR " + ", ".join(
+            f"{r['epsilon']:g}: {r['asr']:.0%}" for r in rows if r["model"] == name))
+
+    _plot(out / FIGURE, rows)
+    report = {
+        "rows": rows,
+        "config": {
+            "dataset": dataset,
+            "train_limit": train_limit,
+            "n": n,
+            "indices": indices.tolist(),
+            "epsilons": list(epsilons),
+            "pgd": {"steps": PGD_STEPS, "step_size": PGD_STEP_SIZE, "loss": "margin"},
+            "classifier_epochs": {"std": 2 * classifier_epochs, "std_uae": classifier_epochs},
+            "autoencoder": str(ae_file),
+            "uae": {"asr": uaes.attack_success_rate, "preset": "fast", "steps": uae_steps,
+                    "mine_steps": uae_mine_steps,
+                    "initial_perturbation": initial_perturbation},
+            "classifiers": facts,
+            "seed": seed,
+            "versions": versions(),
+        },
+        "seconds": time.perf_counter() - began,
+    }
+    write_report(out, report, _markdown(report))
+    say(f"Wrote {out / 'report.json'}, report.md and {FIGURE}.")
+    return report
 
 
 def _epsilons(text):
@@ -65,16 +224,12 @@ def _epsilons(text):
         raise argparse.ArgumentTypeError(
             f"expected comma-separated numbers in (0, 1], got {text!r}"
         )
-    return tuple(sorted(set(values)))
+    return values
 
 
 def add_arguments(parser):
     """Adds the experiment's options to ``parser``."""
-    parser.add_argument(
-        "--dataset", default="mnist5k", choices=datasets.DATASETS, metavar="NAME",
-        help="dataset (default: %(default)s, embedded)",
-    )
-    parser.add_argument("--data-dir", metavar="DIR", help="tensorflow-datasets cache directory")
+    _supervised.add_dataset_arguments(parser, "dataset")
     parser.add_argument(
         "--train-limit", type=int_at_least(1), default=DEFAULT_TRAIN_LIMIT, metavar="M",
         help="train both classifiers on the first M training samples, with M UAEs for "
@@ -111,122 +266,28 @@ def add_arguments(parser):
         help="MINE steps per iteration (default: %(default)s; fast preset: 5, paper: 20)",
     )
     parser.add_argument(
-        "--initial-perturbation", type=initial_perturbation, default="glorot", metavar="R",
+        "--initial-perturbation", type=parse_initial_perturbation, default="glorot",
+        metavar="R",
         help="start of delta: 'glorot' (the published code's; default) or a radius in [0, 1]",
     )
     _supervised.add_run_arguments(parser, seed_of="the models and attacks")
 
 
 def run(args):
-    """Runs the experiment from parsed arguments; returns the JSON summary."""
-    began = time.perf_counter()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    say = (lambda *a: None) if args.quiet else print
-    verbose = 0 if args.quiet else 2
-    x_train, y_train = datasets.load(args.dataset, "train", data_dir=args.data_dir)
-    x_train, y_train = x_train[: args.train_limit], y_train[: args.train_limit]
-
-    phi, ae_file = _autoencoder(out, args, verbose)
-    say(f"UAEs for {len(x_train)} training samples from {ae_file} ...")
-    summary = generate(
-        phi, x_train, out / "uae", preset="fast", seed=args.seed, verbose=not args.quiet,
-        config={"autoencoder_sha256": file_sha256(ae_file),
-                "dataset": args.dataset, "train_limit": args.train_limit},
-        steps=args.uae_steps, mine_steps=args.uae_mine_steps,
-        initial_perturbation=args.initial_perturbation,
+    """``uae reproduce robustness``: runs :func:`run_robustness` from parsed arguments."""
+    report = run_robustness(
+        args.out, dataset=args.dataset, data_dir=args.data_dir, train_limit=args.train_limit,
+        n=args.n, epsilons=args.epsilons, classifier_epochs=args.classifier_epochs,
+        autoencoder=args.autoencoder, ae_epochs=args.ae_epochs, uae_steps=args.uae_steps,
+        uae_mine_steps=args.uae_mine_steps, initial_perturbation=args.initial_perturbation,
+        seed=args.seed, verbose=not args.quiet,
     )
-    with np.load(out / "uae" / "uae.npz") as data:
-        x_uae, uae_success = data["x_adv"], data["success"]
-    # A failed UAE is replaced by its original ("replicate to keep balance").
-    x_uae = np.where(uae_success.reshape(-1, *[1] * (x_uae.ndim - 1)), x_uae, x_train)
-    say(f"  UAE ASR {summary['asr']:.1%}, mean L-inf distance "
-        f"{np.abs(x_uae - x_train).reshape(len(x_train), -1).max(axis=1).mean():.3g}")
-
-    training_sets = {
-        "std": (x_train, y_train, 2 * args.classifier_epochs),
-        "std_uae": (np.concatenate([x_train, x_uae]), np.concatenate([y_train, y_train]),
-                    args.classifier_epochs),
-    }
-    x_test, y_test = datasets.load(args.dataset, "test", data_dir=args.data_dir)
-    models, facts = {}, {}
-    for name, (x, y, epochs) in training_sets.items():
-        say(f"Training {MODELS[name]} on {len(x)} samples, {epochs} epochs ...")
-        models[name], facts[name] = _supervised.classifier(
-            out, None, args.dataset, epochs, args.seed, args.data_dir,
-            verbose=verbose, name=name, x=x, y=y,
-        )
-        say(f"  test accuracy {facts[name]['test_accuracy']:.2%}")
-
-    correct = np.ones(len(x_test), bool)
-    for model in models.values():
-        correct &= predict_labels(model, x_test) == y_test
-    indices = np.flatnonzero(correct)[: args.n]
-    if len(indices) < args.n:
-        raise ValueError(f"Only {len(indices)} test samples are classified correctly by both "
-                         f"models, fewer than n={args.n}.")
-    x, y = x_test[indices], y_test[indices]
-
-    rows = []
-    for name, model in models.items():
-        for epsilon in args.epsilons:
-            attack = PGDAttack(model, epsilon=epsilon, steps=PGD_STEPS,
-                               step_size=min(PGD_STEP_SIZE, epsilon), seed=args.seed)
-            config = {"model_sha256": facts[name]["sha256"], "indices": indices.tolist(),
-                      "attack": {k: v for k, v in attack.get_config().items() if k != "jit_compile"}}
-            result, seconds = _supervised.attack_in_chunks(
-                attack, x, y, indices, out / "pgd" / name / f"eps_{epsilon:g}", config,
-                chunk_size=128,
-            )
-            rows.append({"model": name, "epsilon": epsilon,
-                         "asr": result.attack_success_rate, "seconds": seconds})
-        say(f"{MODELS[name]}: PGD ASR " + ", ".join(
-            f"{r['epsilon']:g}: {r['asr']:.0%}" for r in rows if r["model"] == name))
-
-    _plot(out / FIGURE, rows)
-    report = {
-        "rows": rows,
-        "config": {
-            "dataset": args.dataset,
-            "train_limit": args.train_limit,
-            "n": args.n,
-            "indices": indices.tolist(),
-            "epsilons": list(args.epsilons),
-            "pgd": {"steps": PGD_STEPS, "step_size": PGD_STEP_SIZE, "loss": "margin"},
-            "classifier_epochs": {"std": 2 * args.classifier_epochs,
-                                  "std_uae": args.classifier_epochs},
-            "autoencoder": str(ae_file),
-            "uae": {"asr": summary["asr"], "preset": "fast", "steps": args.uae_steps,
-                    "mine_steps": args.uae_mine_steps,
-                    "initial_perturbation": args.initial_perturbation},
-            "classifiers": facts,
-            "seed": args.seed,
-            "versions": versions(),
-        },
-        "seconds": time.perf_counter() - began,
-    }
-    write_json_atomic(out / "report.json", report)
-    (out / "report.md").write_text(_markdown(report))
-    say(f"Wrote {out / 'report.json'}, report.md and {FIGURE}.")
-    return {"out": str(out), "rows": rows, "seconds": report["seconds"]}
-
-
-def _autoencoder(out, args, verbose):
-    """The conv autoencoder: ``--autoencoder``, or trained into OUT/autoencoder once."""
-    if args.autoencoder is not None:
-        path = Path(args.autoencoder)
-    else:
-        path = out / "autoencoder"
-        if not (path / MODEL_FILE).is_file():
-            train_autoencoder("conv", args.dataset, epochs=args.ae_epochs, seed=args.seed,
-                              out=path, data_dir=args.data_dir, verbose=verbose)
-    phi, _ = load_model_dir(path)
-    return phi, path / MODEL_FILE if path.is_dir() else path
+    return {"out": str(args.out), "rows": report["rows"], "seconds": report["seconds"]}
 
 
 def _plot(path, rows):
     """ASR against epsilon, one line per model (the paper's Figure 10(a))."""
-    fig = _supervised.new_figure(figsize=(5.0, 3.6), layout="constrained")
+    fig = new_figure(figsize=(5.0, 3.6), layout="constrained")
     ax = fig.subplots()
     for name, label in MODELS.items():
         points = [(r["epsilon"], r["asr"]) for r in rows if r["model"] == name]
@@ -244,6 +305,11 @@ def _markdown(report):
     asr = {(r["model"], r["epsilon"]): r["asr"] for r in report["rows"]}
     accuracy = {name: config["classifiers"][name].get("test_accuracy") for name in MODELS}
     uae = config["uae"]
+    rows = [
+        [label, MISSING if accuracy[name] is None else f"{accuracy[name]:.2%}",
+         *(f"{asr[(name, e)]:.0%}" for e in config["epsilons"])]
+        for name, label in MODELS.items()
+    ]
     lines = [
         "# Appendix I: robustness after UAE augmentation",
         "",
@@ -251,19 +317,13 @@ def _markdown(report):
         f"`{config['dataset']}` (Std {config['classifier_epochs']['std']} epochs, Std-UAE "
         f"{config['classifier_epochs']['std_uae']}: the same SGD steps); Std-UAE also on one "
         f"MINE-UAE per sample ({uae['steps']} MinMax iterations of {uae['mine_steps']} MINE "
-        f"step{'s' if uae['mine_steps'] > 1 else ''}, start {uae['initial_perturbation']!r}; UAE ASR {uae['asr']:.1%}, failures "
-        "replaced by their originals). PGD: L-infinity, "
+        f"step{'s' if uae['mine_steps'] > 1 else ''}, start {uae['initial_perturbation']!r}; "
+        f"UAE ASR {uae['asr']:.1%}, failures replaced by their originals). PGD: L-infinity, "
         f"{config['pgd']['steps']} steps of {config['pgd']['step_size']}, margin loss, on "
         f"{config['n']} test samples both classify correctly.",
         "",
-        "| model | test accuracy | " + " | ".join(f"ε = {e:g}" for e in config["epsilons"]) + " |",
-        "|---|---|" + "---|" * len(config["epsilons"]),
-    ]
-    for name, label in MODELS.items():
-        acc = "–" if accuracy[name] is None else f"{accuracy[name]:.2%}"
-        cells = " | ".join(f"{asr[(name, e)]:.0%}" for e in config["epsilons"])
-        lines.append(f"| {label} | {acc} | {cells} |")
-    lines += [
+        *markdown_table(["model", "test accuracy", *(f"ε = {e:g}" for e in config["epsilons"])],
+                        rows),
         "",
         "The cells are PGD attack success rates (lower is more robust). The paper "
         "(Figure 10(a), full MNIST) reports Std-UAE below Std at every epsilon.",

@@ -30,12 +30,20 @@ from pathlib import Path
 import numpy as np
 
 from uae_tf._argtypes import int_at_least
-from uae_tf._io import write_json_atomic
-from uae_tf._provenance import versions
 from uae_tf.attacks import MinMaxAttack, PenaltyAttack
 from uae_tf.models.classifiers import predict_labels
 from uae_tf.criteria import MarginCriterion
-from uae_tf.reproduce import _supervised
+from uae_tf.reproduce import _supervised, paper
+from uae_tf.reproduce.reports import (
+    cell,
+    distances,
+    markdown_table,
+    mean_or_none,
+    new_figure,
+    printer,
+    write_report,
+)
+from uae_tf.runs import attack_config, attack_in_chunks, versions
 from uae_tf.views import VIEWS
 
 NAME = "table3"
@@ -45,14 +53,124 @@ DEFAULT_N = 16
 DEFAULT_ITERATIONS = 270
 DEFAULT_SEARCH_STEPS = 9
 DEFAULT_CLASSIFIER_EPOCHS = 15
+CHUNK_SIZE = 8
 FIGURE = "fig2_mi_vs_iteration.png"
 METHODS = ("minmax", "penalty")
 
-# Table 3 of the paper: (ASR, MI) on 1000 test images, T = 9000, B = 9.
-PAPER = {
-    "mnist": {"penalty": (1.0, 28.28), "minmax": (1.0, 51.29)},
-    "cifar10": {"penalty": (1.0, 13.69), "minmax": (1.0, 17.14)},
-}
+
+def run_table3(
+    out,
+    model=None,
+    dataset="mnist5k",
+    data_dir=None,
+    classifier_epochs=DEFAULT_CLASSIFIER_EPOCHS,
+    n=DEFAULT_N,
+    iterations=DEFAULT_ITERATIONS,
+    search_steps=DEFAULT_SEARCH_STEPS,
+    view="auto",
+    batch_size=None,
+    seed=0,
+    verbose=True,
+):
+    """Runs the Table 3 / Figure 2 experiment into ``out`` (resuming what is there).
+
+    Args:
+        out: Experiment directory.
+        model: Path of the classifier to attack (a ``uae train --arch classifier``
+            directory or a ``.keras`` file with logits output); default: train the
+            Carlini-Wagner classifier into ``out/classifier``, or reuse it.
+        dataset: Dataset whose test split is attacked.
+        data_dir: tensorflow-datasets cache directory.
+        classifier_epochs: Epochs when training the classifier.
+        n: Correctly classified test samples attacked (paper: 1000).
+        iterations: T, total attack iterations of each method (paper: 9000).
+        search_steps: B, binary search steps of the penalty method; T must be a
+            multiple of B.
+        view: Per-sample MINE view (``auto``, ``conv``, ``random``).
+        batch_size: Samples attacked at once; does not change the results.
+        seed: Seed of the classifier and the attacks.
+        verbose: Print progress.
+
+    Returns:
+        The report written to ``out/report.json``: ``rows`` (one per method:
+        ``method``, ``asr``, ``mi``, ``mi_std``, ``l2``, ``n``, ``iterations``,
+        ``seconds``), ``paper`` (Table 3's numbers), ``config`` and ``seconds``.
+
+    Raises:
+        ValueError: if T is not a multiple of B, the model cannot be attacked, or
+            ``out`` holds results of other settings.
+
+    Example:
+
+    >>> report = run_table3("runs/table3", n=2, iterations=4, search_steps=2)  # doctest: +SKIP
+    >>> [row["method"] for row in report["rows"]]  # doctest: +SKIP
+    ['minmax', 'penalty']
+    """
+    began = time.perf_counter()
+    if iterations % search_steps:
+        raise ValueError(
+            f"iterations must be a multiple of search_steps (T = B * T'). Received: "
+            f"iterations={iterations}, search_steps={search_steps}"
+        )
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    say = printer(verbose)
+    model, model_facts, x, y, indices = _supervised.classifier_and_samples(
+        out, n, model, dataset, classifier_epochs, seed, data_dir, say, verbose
+    )
+
+    criterion = MarginCriterion(model)
+    common = {"view": view, "seed": seed, "batch_size": batch_size}
+    attacks = {
+        "minmax": MinMaxAttack(criterion, steps=iterations, **common),
+        "penalty": PenaltyAttack(
+            criterion, search_steps=search_steps,
+            steps=iterations // search_steps, **common,
+        ),
+    }
+    rows, histories = [], {}
+    for method, attack in attacks.items():
+        say(f"{method}: {n} samples x {iterations} iterations ...")
+        config = {
+            "model_sha256": model_facts["sha256"],
+            "dataset": dataset,
+            "indices": indices.tolist(),
+            "attack": attack_config(attack),
+        }
+        result, seconds = attack_in_chunks(
+            attack, x, out / method, config, CHUNK_SIZE, indices=indices, labels=y
+        )
+        rows.append(_row(method, model, result, x, y, seconds))
+        histories[method] = result.mi_history
+        row = rows[-1]
+        say(f"  ASR {row['asr']:.1%}, MI {cell(row['mi'], '.4g')} +- "
+            f"{cell(row['mi_std'], '.3g')}, {seconds:.0f} s")
+
+    _plot(out / FIGURE, histories, search_steps)
+    report = {
+        "rows": rows,
+        "paper": {
+            name: [{"method": m, "asr": asr, "mi": mi} for m, (asr, mi) in cells.items()]
+            for name, cells in paper.TABLE3.items()
+        },
+        "config": {
+            "dataset": dataset,
+            "n": n,
+            "indices": indices.tolist(),
+            "iterations": iterations,
+            "search_steps": search_steps,
+            "iterations_per_search_step": iterations // search_steps,
+            "view": view,
+            "seed": seed,
+            "classifier": model_facts,
+            "attacks": {m: a.get_config() for m, a in attacks.items()},
+            "versions": versions(),
+        },
+        "seconds": time.perf_counter() - began,
+    }
+    write_report(out, report, _markdown(report))
+    say(f"Wrote {out / 'report.json'}, report.md and {FIGURE}.")
+    return report
 
 
 def add_arguments(parser):
@@ -85,89 +203,26 @@ def add_arguments(parser):
 
 
 def run(args):
-    """Runs the experiment from parsed arguments; returns the JSON summary.
-
-    Raises:
-        ValueError: if T is not a multiple of B, the model cannot be attacked, or OUT
-            holds results of other settings.
-    """
-    began = time.perf_counter()
-    if args.iterations % args.search_steps:
-        raise ValueError(
-            f"--iterations must be a multiple of --search-steps (T = B * T'). Received: "
-            f"iterations={args.iterations}, search_steps={args.search_steps}"
-        )
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    say = (lambda *a: None) if args.quiet else print
-    model, model_facts, x, y, indices = _supervised.classifier_and_samples(args, out, say)
-
-    criterion = MarginCriterion(model)
-    common = {"view": args.view, "seed": args.seed, "batch_size": args.batch_size}
-    attacks = {
-        "minmax": MinMaxAttack(criterion, steps=args.iterations, **common),
-        "penalty": PenaltyAttack(
-            criterion, search_steps=args.search_steps,
-            steps=args.iterations // args.search_steps, **common,
-        ),
-    }
-    rows, histories = [], {}
-    for method, attack in attacks.items():
-        say(f"{method}: {args.n} samples x {args.iterations} iterations ...")
-        config = {
-            "model_sha256": model_facts["sha256"],
-            "dataset": args.dataset,
-            "indices": indices.tolist(),
-            "attack": {k: v for k, v in attack.get_config().items() if k != "jit_compile"},
-        }
-        result, seconds = _supervised.attack_in_chunks(
-            attack, x, y, indices, out / method, config
-        )
-        rows.append(_row(method, model, result, x, y, seconds))
-        histories[method] = result.mi_history
-        row = rows[-1]
-        say(f"  ASR {row['asr']:.1%}, MI {_cell(row['mi'], '.4g')} +- "
-            f"{_cell(row['mi_std'], '.3g')}, {seconds:.0f} s")
-
-    _plot(out / FIGURE, histories, args.search_steps)
-    report = {
-        "rows": rows,
-        "paper": {
-            dataset: [{"method": m, "asr": asr, "mi": mi} for m, (asr, mi) in cells.items()]
-            for dataset, cells in PAPER.items()
-        },
-        "config": {
-            "dataset": args.dataset,
-            "n": args.n,
-            "indices": indices.tolist(),
-            "iterations": args.iterations,
-            "search_steps": args.search_steps,
-            "iterations_per_search_step": args.iterations // args.search_steps,
-            "view": args.view,
-            "seed": args.seed,
-            "classifier": model_facts,
-            "attacks": {m: a.get_config() for m, a in attacks.items()},
-            "versions": versions(),
-        },
-        "seconds": time.perf_counter() - began,
-    }
-    write_json_atomic(out / "report.json", report)
-    (out / "report.md").write_text(_markdown(report))
-    say(f"Wrote {out / 'report.json'}, report.md and {FIGURE}.")
-    return {"out": str(out), "rows": rows, "seconds": report["seconds"]}
+    """``uae reproduce table3``: runs :func:`run_table3` from parsed arguments."""
+    report = run_table3(
+        args.out, model=args.model, dataset=args.dataset, data_dir=args.data_dir,
+        classifier_epochs=args.classifier_epochs, n=args.n, iterations=args.iterations,
+        search_steps=args.search_steps, view=args.view, batch_size=args.batch_size,
+        seed=args.seed, verbose=not args.quiet,
+    )
+    return {"out": str(args.out), "rows": report["rows"], "seconds": report["seconds"]}
 
 
 def _row(method, model, result, x, labels, seconds):
     """One row of the table: ASR from recomputed predictions; MI and L2 over successes."""
     success = predict_labels(model, result.x_adv) != labels
     mi = result.mi[success]
-    l2 = np.linalg.norm((result.x_adv - x).reshape(len(x), -1), axis=1)[success]
     return {
         "method": method,
         "asr": float(np.mean(success)),
-        "mi": float(np.mean(mi)) if len(mi) else None,
+        "mi": mean_or_none(mi),
         "mi_std": float(np.std(mi)) if len(mi) else None,
-        "l2": float(np.mean(l2)) if len(l2) else None,
+        "l2": mean_or_none(distances(x, result.x_adv)["l2"][success]),
         "n": len(labels),
         "iterations": int(result.mi_history.shape[1]),
         "seconds": seconds,
@@ -176,7 +231,7 @@ def _row(method, model, result, x, labels, seconds):
 
 def _plot(path, histories, search_steps):
     """Figure 2: mean and standard deviation of the MI estimate against the iteration."""
-    fig = _supervised.new_figure(figsize=(6.4, 4.0), layout="constrained")
+    fig = new_figure(figsize=(6.4, 4.0), layout="constrained")
     ax = fig.subplots()
     for method, history in histories.items():
         t = np.arange(1, history.shape[1] + 1)
@@ -191,14 +246,21 @@ def _plot(path, histories, search_steps):
     fig.savefig(path, dpi=120)
 
 
-def _cell(value, fmt):
-    return "–" if value is None else format(value, fmt)
-
-
 def _markdown(report):
     """report.md: our rows beside the paper's Table 3."""
     config = report["config"]
-    paper = report["paper"]
+    published = report["paper"]
+    rows = []
+    for row in report["rows"]:
+        cells = []
+        for name in ("mnist", "cifar10"):
+            ref = next(r for r in published[name] if r["method"] == row["method"])
+            cells.append(f"{ref['asr']:.0%} / {ref['mi']:.2f}")
+        rows.append([
+            "MinMax" if row["method"] == "minmax" else "Penalty-based",
+            f"{row['asr']:.1%}", cell(row["mi"], ".4g"), cell(row["mi_std"], ".3g"),
+            cell(row["l2"], ".3g"), f"{row['seconds']:.0f}", *cells,
+        ])
     lines = [
         "# Table 3: MinMax against the penalty method with binary search",
         "",
@@ -206,25 +268,15 @@ def _markdown(report):
         f"untargeted C&W margin (kappa = 0), {config['iterations']} iterations per method; "
         f"penalty: {config['search_steps']} binary search steps of "
         f"{config['iterations_per_search_step']} iterations. Classifier test accuracy: "
-        f"{_cell(config['classifier'].get('test_accuracy'), '.2%')}. ASR is recomputed from "
+        f"{cell(config['classifier'].get('test_accuracy'), '.2%')}. ASR is recomputed from "
         "the classifier's predictions on the returned examples; MI (mean ± std) and L2 "
         "distortion are over the successful ones.",
         "",
-        "| method | ASR | MI | MI std | L2 | seconds | paper MNIST ASR / MI | paper CIFAR-10 ASR / MI |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for row in report["rows"]:
-        cells = []
-        for dataset in ("mnist", "cifar10"):
-            ref = next(r for r in paper[dataset] if r["method"] == row["method"])
-            cells.append(f"{ref['asr']:.0%} / {ref['mi']:.2f}")
-        name = "MinMax" if row["method"] == "minmax" else "Penalty-based"
-        lines.append(
-            f"| {name} | {row['asr']:.1%} | {_cell(row['mi'], '.4g')} | "
-            f"{_cell(row['mi_std'], '.3g')} | {_cell(row['l2'], '.3g')} | "
-            f"{row['seconds']:.0f} | {cells[0]} | {cells[1]} |"
-        )
-    lines += [
+        *markdown_table(
+            ["method", "ASR", "MI", "MI std", "L2", "seconds", "paper MNIST ASR / MI",
+             "paper CIFAR-10 ASR / MI"],
+            rows,
+        ),
         "",
         "The paper's numbers are for 1000 samples, 9000 iterations and 9 search steps on "
         "the full MNIST and CIFAR-10 classifiers of Carlini and Wagner; with fewer "

@@ -1,0 +1,66 @@
+"""What the experiments share to report: progress lines, distances, markdown, figures.
+
+Figures are ``matplotlib.figure.Figure`` objects drawn without pyplot, so an
+experiment never touches pyplot's global backend or figure list: it runs the same
+in a terminal without a display and inside a notebook.
+"""
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from uae_tf._io import write_json_atomic
+
+MISSING = "–"
+
+
+def printer(verbose):
+    """Returns ``print`` (flushed at once) when ``verbose``, else a function doing nothing."""
+    if not verbose:
+        return lambda *args: None
+    return lambda *args: print(*args, flush=True)
+
+
+def distances(x, x_adv):
+    """Per-sample L2 and L-infinity distances of ``x_adv`` from ``x``.
+
+    Returns:
+        A dict of two ``[N]`` arrays, ``"l2"`` and ``"linf"``.
+    """
+    delta = (np.asarray(x_adv) - np.asarray(x)).reshape(len(x), -1)
+    return {"l2": np.linalg.norm(delta, axis=1), "linf": np.abs(delta).max(axis=1)}
+
+
+def mean_or_none(values):
+    """The mean of ``values`` as a float, or ``None`` when there are none."""
+    return float(np.mean(values)) if len(values) else None
+
+
+def cell(value, spec):
+    """Formats ``value`` for a table cell with ``spec``; ``None`` becomes a dash."""
+    return MISSING if value is None else format(value, spec)
+
+
+def markdown_table(header, rows):
+    """Returns the lines of a markdown table.
+
+    Args:
+        header: Column titles.
+        rows: One sequence of already formatted cells per row.
+    """
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+
+
+def new_figure(**kwargs):
+    """Returns a ``matplotlib.figure.Figure`` (Agg canvas), without pyplot.
+
+    Args:
+        **kwargs: Passed to ``Figure`` (``figsize``, ``layout``...).
+    """
+    return Figure(**kwargs)
+
+
+def write_report(out, report, markdown):
+    """Writes ``out/report.json`` (atomically) and ``out/report.md``."""
+    write_json_atomic(out / "report.json", report)
+    (out / "report.md").write_text(markdown)

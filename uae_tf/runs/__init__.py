@@ -1,0 +1,36 @@
+"""Run directories: the one home of config checks, chunks, model directories, hashes
+and provenance.
+
+Every long job of uae-tf (a generation, an experiment, a trained model) keeps its
+results in a directory that carries the config that made them:
+
+* :func:`check_config` writes ``config.json`` on the first run and refuses another
+  config later (:class:`ConfigMismatchError` names the keys that differ);
+* :func:`attack_in_chunks` is the one chunk-and-resume engine: an attack written
+  chunk by chunk, resumed after a kill to what an uninterrupted run gives;
+* :func:`train_once` trains a model into its directory once and reuses it while
+  its config holds;
+* :func:`file_sha256` and :func:`array_sha256` identify inputs and results;
+* :func:`versions` is the provenance recorded next to every result.
+"""
+
+from uae_tf._provenance import versions
+from uae_tf.runs.chunks import attack_in_chunks
+from uae_tf.runs.config import ConfigMismatchError, attack_config, check_config, read_json
+from uae_tf.runs.hashes import array_sha256, file_sha256
+from uae_tf.runs.models import MODEL_FILE, RECORD_FILE, model_file, train_once
+
+__all__ = [
+    "ConfigMismatchError",
+    "check_config",
+    "attack_config",
+    "read_json",
+    "attack_in_chunks",
+    "train_once",
+    "model_file",
+    "MODEL_FILE",
+    "RECORD_FILE",
+    "file_sha256",
+    "array_sha256",
+    "versions",
+]
