@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Importing the model package registers its custom objects, so that
 # ``keras.models.load_model`` reads our ``.keras`` files once uae_tf is imported.
 import autoencoders  # noqa: E402,F401
-from uae_tf import datasets, evaluation, training  # noqa: E402
+from uae_tf import datasets, evaluation, similarity, training  # noqa: E402
 from autoencoders.classifiers import build_classifier  # noqa: E402
 from uae_tf.attacks import AttackResult, GaussianAugmentation, MinMaxAttack  # noqa: E402
 from uae_tf.attacks import PenaltyAttack, PGDAttack  # noqa: E402
@@ -37,7 +37,7 @@ from uae_tf.evaluation import per_sample_reconstruction_error, reconstruction_er
 from uae_tf.generation import generate, load_results  # noqa: E402
 from uae_tf.mine import StatisticsNetwork, donsker_varadhan, estimate_mutual_information  # noqa: E402
 from uae_tf.presets import PRESETS, get_preset  # noqa: E402
-from uae_tf.similarity import L2Similarity, MINESimilarity  # noqa: E402
+from uae_tf.similarity import L2Similarity, MINESimilarity, Similarity  # noqa: E402
 from uae_tf.training import load_model_dir, retrain, train_autoencoder  # noqa: E402
 from uae_tf.views import ConvView, RandomView, find_first_conv2d, make_view  # noqa: E402
 
@@ -45,6 +45,7 @@ __all__ = [
     "__version__",
     "datasets",
     "evaluation",
+    "similarity",
     "training",
     "train_autoencoder",
     "train_classifier",
@@ -64,6 +65,7 @@ __all__ = [
     "LossCriterion",
     "MarginCriterion",
     "ReconstructionCriterion",
+    "Similarity",
     "MINESimilarity",
     "L2Similarity",
     "StatisticsNetwork",
