@@ -124,8 +124,8 @@ def run(args):
 def _attack(method, model, epsilon, args):
     if method == "pgd":
         return PGDAttack(model, epsilon=epsilon, steps=PGD_STEPS, seed=args.seed)
-    return MinMaxAttack(MarginCriterion(model), view=args.view, steps=args.steps,
-                        epsilon=epsilon, seed=args.seed)
+    return MinMaxAttack(MarginCriterion(model), similarity={"name": "mine", "view": args.view},
+                        steps=args.steps, epsilon=epsilon, seed=args.seed)
 
 
 def _plot(path, x, examples):

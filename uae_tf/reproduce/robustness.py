@@ -133,7 +133,7 @@ def run(args):
         phi, x_train, out / "uae", preset="fast", seed=args.seed, verbose=not args.quiet,
         config={"autoencoder_sha256": file_sha256(ae_file),
                 "dataset": args.dataset, "train_limit": args.train_limit},
-        steps=args.uae_steps, mine_steps=args.uae_mine_steps,
+        steps=args.uae_steps, similarity={"mine_steps": args.uae_mine_steps},
         initial_perturbation=args.initial_perturbation,
     )
     with np.load(out / "uae" / "uae.npz") as data:

@@ -103,7 +103,8 @@ def run(args):
     model, model_facts, x, y, indices = _supervised.classifier_and_samples(args, out, say)
 
     criterion = MarginCriterion(model)
-    common = {"view": args.view, "seed": args.seed, "batch_size": args.batch_size}
+    common = {"similarity": {"name": "mine", "view": args.view}, "seed": args.seed,
+              "batch_size": args.batch_size}
     attacks = {
         "minmax": MinMaxAttack(criterion, steps=args.iterations, **common),
         "penalty": PenaltyAttack(
