@@ -46,9 +46,14 @@ class IterationStep:
         self.epsilon = _validation.check_positive_float(epsilon, "epsilon", upper=1.0)
         self.sign = -1.0 if criterion.supervised else 1.0
 
+    def build(self, input_shape, seed):
+        """Builds the similarity for samples of ``input_shape`` and the attack's ``seed``."""
+        self.similarity.build(input_shape, self.criterion, seed)
+
     def get_config(self):
-        """Returns the settings (the similarity's as a nested dict)."""
+        """Returns the settings (the criterion's and the similarity's as nested dicts)."""
         return {
+            "criterion": self.criterion.get_config(),
             "similarity": self.similarity.get_config(),
             "initial_perturbation": self.initial_perturbation,
             "step_size": self.step_size,

@@ -71,7 +71,8 @@ def run_in_batches(run_batch, arrays, batch_size, verbose=False):
 class Attack:
     """Base of the attacks: input checks, batching, the compiled loop and ``repr``.
 
-    A subclass implements ``get_config()``, ``_run_batch(x, labels, indices)`` (one
+    A subclass implements ``_settings()`` (its part of ``get_config``),
+    ``_run_batch(x, labels, indices)`` (one
     batch of numpy arrays to an :class:`AttackResult`) and, when it has a loop to
     compile, ``_attack_loop(*tensors)``, which it runs by ``_run_loop``. It may
     override ``_build(input_shape)``, called on every call before the batches.
@@ -109,7 +110,15 @@ class Attack:
 
     def get_config(self):
         """Returns the attack's settings as a JSON-serializable dict (with ``"attack"``)."""
-        raise NotImplementedError(f"{type(self).__name__} must implement get_config.")
+        return {
+            "attack": type(self).__name__,
+            **self._settings(),
+            "seed": self.seed,
+            "jit_compile": self.jit_compile,
+        }
+
+    def _settings(self):
+        raise NotImplementedError(f"{type(self).__name__} must implement _settings.")
 
     def __repr__(self):
         settings = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "attack")

@@ -33,14 +33,8 @@ class GaussianAugmentation(Attack):
         super().__init__(criterion, batch_size, seed, jit_compile=False, verbose=verbose)
         self.sigma = _validation.check_positive_float(sigma, "sigma")
 
-    def get_config(self):
-        """Returns the settings as a JSON-serializable dict."""
-        return {
-            "attack": type(self).__name__,
-            "criterion": self.criterion.get_config(),
-            "sigma": self.sigma,
-            "seed": self.seed,
-        }
+    def _settings(self):
+        return {"criterion": self.criterion.get_config(), "sigma": self.sigma}
 
     def _run_batch(self, x, labels, indices):
         labels = None if labels is None else tf.constant(labels)

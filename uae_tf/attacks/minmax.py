@@ -111,21 +111,16 @@ class MinMaxAttack(Attack):
         self.initial_const = float(initial_const)
         self._prepare = tf.function(self._prepare_batch, reduce_retracing=True)
 
-    def get_config(self):
-        """Returns the attack's settings (its criterion's and similarity's nested)."""
+    def _settings(self):
         return {
-            "attack": type(self).__name__,
-            "criterion": self.criterion.get_config(),
             **self._step.get_config(),
             "steps": self.steps,
             "beta": self.beta,
             "initial_const": self.initial_const,
-            "seed": self.seed,
-            "jit_compile": self.jit_compile,
         }
 
     def _build(self, input_shape):
-        self.similarity.build(input_shape, self.criterion, self.seed)
+        self._step.build(input_shape, self.seed)
 
     def _run_batch(self, x, labels, indices):
         x = tf.constant(x)

@@ -148,23 +148,18 @@ class PenaltyAttack(Attack):
         self._prepare = tf.function(self._prepare_batch, reduce_retracing=True)
         self._check = tf.function(self.criterion.__call__, reduce_retracing=True)
 
-    def get_config(self):
-        """Returns the attack's settings (its criterion's and similarity's nested)."""
+    def _settings(self):
         return {
-            "attack": type(self).__name__,
-            "criterion": self.criterion.get_config(),
             **self._step.get_config(),
             "search_steps": self.search_steps,
             "steps": self.steps,
             "initial_const": self.initial_const,
             "lower_bound": self.lower_bound,
             "upper_bound": self.upper_bound,
-            "seed": self.seed,
-            "jit_compile": self.jit_compile,
         }
 
     def _build(self, input_shape):
-        self.similarity.build(input_shape, self.criterion, self.seed)
+        self._step.build(input_shape, self.seed)
 
     def _prepare_batch(self, x, labels, indices, search_step):
         """Reference, delta_0 and the similarity's fresh state of one search step (no XLA)."""

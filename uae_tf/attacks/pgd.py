@@ -90,18 +90,14 @@ class PGDAttack(Attack):
         self._start = tf.function(self._random_start, reduce_retracing=True)
         self._predict = tf.function(self._logits, reduce_retracing=True)
 
-    def get_config(self):
-        """Returns the attack's settings as a JSON-serializable dict."""
+    def _settings(self):
         return {
-            "attack": type(self).__name__,
             "epsilon": self.epsilon,
             "steps": self.steps,
             "step_size": self.step_size,
             "loss": self.loss,
             "targeted": self.targeted,
             "random_start": self.random_start,
-            "seed": self.seed,
-            "jit_compile": self.jit_compile,
         }
 
     def _run_batch(self, x, labels, indices):
