@@ -160,7 +160,8 @@ def generate(
         settings = get_preset(preset)
         similarity = {**settings["similarity"], **attack_kwargs.pop("similarity", {}), "view": view}
         settings.update(attack_kwargs, similarity=similarity if method == "mine" else "l2")
-        attack = MinMaxAttack(criterion, batch_size=batch_size, seed=seed, verbose=False, **settings)
+        attack = MinMaxAttack(criterion, batch_size=batch_size, seed=seed, verbose=False,
+                              **settings)
     run_config = {
         **(config or {}),
         "method": method,

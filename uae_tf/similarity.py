@@ -178,7 +178,9 @@ class MINESimilarity(Similarity):
                  num_projections=500, projection_dim=128, **network_kwargs):
         known = view in VIEWS if isinstance(view, str) else callable(view)
         if not known:
-            raise ValueError(f"view must be one of {VIEWS} or a view object. Received: view={view!r}")
+            raise ValueError(
+                f"view must be one of {VIEWS} or a view object. Received: view={view!r}"
+            )
         unknown = sorted(set(network_kwargs) - set(self._NETWORK_KWARGS))
         if unknown:
             raise ValueError(
@@ -199,7 +201,7 @@ class MINESimilarity(Similarity):
         self.steps_per_iteration = None
 
     def build(self, input_shape, criterion, seed):
-        """Makes the view (seeded by ``seed``) and the statistics network; resolves ``mine_steps``."""
+        """Makes the view (seeded by ``seed``) and the network; resolves ``mine_steps``."""
         self.built_view = make_view(
             self.view, criterion.model, input_shape, seed=seed, layer_name=self.layer_name,
             num_projections=self.num_projections, projection_dim=self.projection_dim,
@@ -240,7 +242,10 @@ class MINESimilarity(Similarity):
     def score(self, state, x_adv, counter):
         """The DV estimate at ``x_adv`` with the current networks (differentiable)."""
         return self.network.mutual_information(
-            state["params"], state["x_views"], self.built_view(x_adv), state["permutations"][counter]
+            state["params"],
+            state["x_views"],
+            self.built_view(x_adv),
+            state["permutations"][counter],
         )
 
     def update(self, state, x_adv, counter):
