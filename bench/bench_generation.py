@@ -150,7 +150,7 @@ def main():
     step_flops, step_bytes = cost_per_mine_step(k, h, w)
     rows = []
     paper = presets.get_preset("paper")
-    baseline = time_published_loop(model, x, paper["mine_steps"], iterations=2)
+    baseline = time_published_loop(model, x, paper["similarity"]["mine_steps"], iterations=2)
     baseline_sample = baseline * paper["steps"]
     print(f"published-style one-sample loop, paper preset: {baseline_sample:.1f} s/sample")
     print()
@@ -159,7 +159,7 @@ def main():
     print("|---|---|---|---|---|---|---|---|---|")
     for preset in args.presets:
         settings = presets.get_preset(preset)
-        updates = settings["steps"] * settings["mine_steps"]
+        updates = settings["steps"] * settings["similarity"]["mine_steps"]
         flops, bytes_ = updates * step_flops, updates * step_bytes
         for batch_size in args.batch_sizes:
             per_iteration = time_attack(model, x, preset, batch_size, args.measure_steps)
@@ -174,7 +174,7 @@ def main():
                 "pct_matmul_peak": 100 * flops / seconds / (gflops * 1e9),
                 "pct_memory_bandwidth": 100 * bytes_ / seconds / (gbps * 1e9),
                 "speedup_vs_published_loop": baseline_sample * updates
-                / (paper["steps"] * paper["mine_steps"]) / seconds,
+                / (paper["steps"] * paper["similarity"]["mine_steps"]) / seconds,
             }
             rows.append(row)
             print(

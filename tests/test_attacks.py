@@ -5,12 +5,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from uae_tf.attacks import MinMaxAttack
+from uae_tf import similarity as similarity_lib
+from uae_tf.attacks import MinMaxAttack, PenaltyAttack
 from uae_tf.criteria import LossCriterion, MarginCriterion, ReconstructionCriterion
+from uae_tf.presets import get_preset
+from uae_tf.similarity import L2Similarity, MINESimilarity, Similarity
 from uae_tf.views import ConvView, RandomView, make_view
 
 # Paper settings except fewer iterations, so the suite stays fast on 2 cores.
-SMALL = dict(steps=10, mine_steps=3)
+SMALL = dict(steps=10, similarity={"name": "mine", "mine_steps": 3})
+# A small random view keeps the MINE networks tiny (as in test_supervised.py).
+FAST_VIEW = {"name": "mine", "view": "random", "num_projections": 16, "projection_dim": 8}
 
 
 def _recompute_f(model, x, x_adv):
@@ -28,10 +33,18 @@ def conv_result(conv_ae, mnist5k):
 
 def test_conv_view_is_picked_and_shapes(conv_result):
     x, attack, result = conv_result
-    assert isinstance(attack.similarity.view, ConvView)
+    assert isinstance(attack.similarity.built_view, ConvView)
+    assert attack.similarity.get_config()["view"] == "auto"  # the setting, not the view
+    assert attack.similarity.draws_per_iteration == 3 + 1
     assert result.x_adv.shape == x.shape and result.x_adv.dtype == np.float32
     assert result.mi_history.shape == (12, 10) and result.c_history.shape == (12, 10)
-    assert np.all(result.c_history >= 0)
+    # c_t = max(0, (1 - beta / t^(1/4)) c_{t-1} + beta f+): the f+ that each step
+    # implies is >= 0, and c_1 follows from c_0 = 1e-3.
+    t = np.arange(1, 11)
+    previous = np.concatenate([np.full((12, 1), 1e-3), result.c_history[:, :-1]], axis=1)
+    implied_f_plus = (result.c_history - (1 - 0.1 / t**0.25) * previous) / 0.1
+    assert np.all(implied_f_plus >= -1e-4)
+    assert attack.uses_xla is True and attack.jit_compile == "auto"
 
 
 def test_success_flags_are_honest(conv_result, conv_ae):
@@ -74,7 +87,7 @@ def test_uaes_have_lower_mi_than_delta_zero(conv_result, conv_ae):
 
 def test_batch_gives_what_single_runs_give(conv_ae, mnist5k):
     x = mnist5k[0][20:23]
-    kwargs = dict(seed=3, jit_compile=False, steps=4, mine_steps=2)
+    kwargs = dict(seed=3, jit_compile=False, steps=4, similarity={"name": "mine", "mine_steps": 2})
     batched = MinMaxAttack(ReconstructionCriterion(conv_ae), batch_size=3, **kwargs)(
         x, indices=[20, 21, 22]
     )
@@ -88,36 +101,43 @@ def test_batch_gives_what_single_runs_give(conv_ae, mnist5k):
 
 def test_random_view_on_dense_autoencoder(dense_ae, mnist5k):
     x = mnist5k[0][:8]
-    attack = MinMaxAttack(ReconstructionCriterion(dense_ae), batch_size=8, num_projections=64,
-                          **SMALL)
+    similarity = MINESimilarity(mine_steps=3, num_projections=64)
+    attack = MinMaxAttack(ReconstructionCriterion(dense_ae), similarity, batch_size=8, steps=10)
     result = attack(x)
-    assert isinstance(attack.similarity.view, RandomView)
+    assert isinstance(attack.similarity.built_view, RandomView)
+    assert attack.similarity.built_view.num_projections == 64
     f = _recompute_f(dense_ae, x, result.x_adv)
     clear = np.abs(f) > 1e-4
     np.testing.assert_array_equal(result.success[clear], f[clear] <= 0)
-    assert np.all(np.isfinite(result.mi))
+    # The returned MI is the estimate of one of the iterates (the best successful
+    # one, else the lowest-f one): an entry of the history.
+    for mi, history in zip(result.mi, result.mi_history):
+        assert np.any(history == mi), (mi, history)
 
 
 def test_supervised_attack_flips_predictions(classifier, mnist5k):
     x, y = mnist5k[2][:16], mnist5k[3][:16]
     correct = classifier.predict(x, verbose=0).argmax(1) == y
     x, y = x[correct][:8], y[correct][:8]
-    attack = MinMaxAttack(MarginCriterion(classifier), steps=40, step_size=0.05, batch_size=8)
-    assert attack.mine_steps == 1
+    attack = MinMaxAttack(MarginCriterion(classifier), FAST_VIEW, steps=40, step_size=0.05,
+                          batch_size=8)
     result = attack(x, labels=y)
+    assert attack.similarity.steps_per_iteration == 1  # mine_steps=None: 1 when supervised
     predicted = classifier.predict(result.x_adv, verbose=0).argmax(1)
     np.testing.assert_array_equal(result.success, predicted != y)
+    assert result.attack_success_rate == np.mean(predicted != y)
     assert result.attack_success_rate >= 0.75
 
 
 def test_targeted_attack_reaches_target(classifier, mnist5k):
     x, y = mnist5k[2][:8], mnist5k[3][:8]
     target = (y + 1) % 10
-    attack = MinMaxAttack(MarginCriterion(classifier, targeted=True), steps=60, step_size=0.05,
-                          batch_size=8)
+    attack = MinMaxAttack(MarginCriterion(classifier, targeted=True), FAST_VIEW, steps=60,
+                          step_size=0.05, batch_size=8)
     result = attack(x, labels=target)
     predicted = classifier.predict(result.x_adv, verbose=0).argmax(1)
     np.testing.assert_array_equal(result.success, predicted == target)
+    assert result.attack_success_rate == np.mean(predicted == target)
     assert result.attack_success_rate >= 0.5
 
 
@@ -163,7 +183,16 @@ def test_bad_inputs_are_rejected(conv_ae, bad, match):
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [(dict(epsilon=2.0), "epsilon"), (dict(steps=0), "steps"), (dict(batch_size=-1), "batch_size")],
+    [
+        (dict(epsilon=2.0), "epsilon"),
+        (dict(steps=0), "steps"),
+        (dict(batch_size=-1), "batch_size"),
+        (dict(jit_compile="yes"), "jit_compile='yes'"),
+        (dict(similarity="cosine"), "similarity='cosine'"),
+        (dict(similarity={"name": "mine", "view": "pca"}), "view='pca'"),
+        (dict(similarity={"name": "mine", "mine_steps": 0}), "mine_steps=0"),
+        (dict(similarity={"name": "mine", "widths": 3}), "widths"),
+    ],
 )
 def test_bad_settings_are_rejected(conv_ae, kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -173,3 +202,115 @@ def test_bad_settings_are_rejected(conv_ae, kwargs, match):
 def test_supervised_criterion_needs_labels(classifier, mnist5k):
     with pytest.raises(ValueError, match="labels"):
         MinMaxAttack(MarginCriterion(classifier))(mnist5k[0][:2])
+    with pytest.raises(ValueError, match=r"labels must be classes in \[0, 10\)"):
+        MinMaxAttack(MarginCriterion(classifier))(mnist5k[0][:2], labels=[3, 10])
+    with pytest.raises(ValueError, match="indices must have 2 entries"):
+        MinMaxAttack(MarginCriterion(classifier))(mnist5k[0][:2], labels=[3, 4], indices=[0])
+
+
+# Similarities as objects.
+
+
+class NegativeL1(Similarity):
+    """The docstring's example: -||x - x_adv||_1, no state, no randomness."""
+
+    name = "negative_l1"
+
+    def initial_state(self, x, seeds, num_draws):
+        return {"x": x}
+
+    def score(self, state, x_adv, counter):
+        difference = tf.abs(state["x"] - x_adv)
+        return -tf.reduce_sum(tf.reshape(difference, [tf.shape(x_adv)[0], -1]), axis=1)
+
+    def update(self, state, x_adv, counter):
+        return state, self.score(state, x_adv, counter)
+
+
+@pytest.mark.parametrize("attack_class", [MinMaxAttack, PenaltyAttack])
+def test_a_custom_similarity_drives_both_attacks(attack_class, conv_ae, mnist5k):
+    x = mnist5k[0][:4]
+    settings = dict(steps=5, step_size=0.01, initial_perturbation=0.02, batch_size=4)
+    if attack_class is PenaltyAttack:
+        settings["search_steps"] = 2
+    attack = attack_class(ReconstructionCriterion(conv_ae), NegativeL1(), **settings)
+    result = attack(x)
+    assert repr(attack.similarity) == "NegativeL1()"
+    assert attack.get_config()["similarity"] == {"name": "negative_l1"}
+    # The reported similarity is the L1 distance of the returned example, recomputed.
+    l1 = np.abs(result.x_adv - x).reshape(len(x), -1).sum(axis=1)
+    np.testing.assert_allclose(result.mi, -l1, rtol=1e-4)
+    f = _recompute_f(conv_ae, x, result.x_adv)
+    np.testing.assert_allclose(result.f, f, atol=1e-4)
+    clear = np.abs(f) > 1e-4
+    np.testing.assert_array_equal(result.success[clear], f[clear] <= 0)
+    # Minimizing +S = -L1 (unsupervised) pushes x + delta away from x.
+    assert np.all(result.mi_history[:, -1] < result.mi_history[:, 0])
+
+
+def test_similarity_get_takes_names_configs_and_objects():
+    assert isinstance(similarity_lib.get("mine"), MINESimilarity)
+    assert isinstance(similarity_lib.get("l2"), L2Similarity)
+    mine = similarity_lib.get({"name": "mine", "view": "random", "mine_steps": 5})
+    assert (mine.view, mine.mine_steps, mine.learning_rate) == ("random", 5, 1.5e-5)
+    assert similarity_lib.get(mine.get_config()).get_config() == mine.get_config()
+    assert similarity_lib.get(mine) is mine
+    assert repr(mine).startswith("MINESimilarity(view='random', mine_steps=5, learning_rate=")
+    for bad in ("cosine", {"view": "random"}, 3):
+        with pytest.raises(ValueError, match=f"Received: similarity={bad!r}"):
+            similarity_lib.get(bad)
+
+
+def test_similarity_is_built_once_for_one_shape(conv_ae, classifier):
+    criterion = ReconstructionCriterion(conv_ae)
+    similarity = MINESimilarity(mine_steps=2)
+    assert not similarity.built
+    similarity.build((28, 28, 1), criterion, 0)
+    view = similarity.built_view
+    similarity.build((28, 28, 1), criterion, 0)  # the same arguments: nothing to do
+    assert similarity.built and similarity.built_view is view
+    assert similarity.steps_per_iteration == 2
+    with pytest.raises(ValueError, match=r"built for samples of shape \(28, 28, 1\)"):
+        similarity.build((8, 8, 1), criterion, 0)
+    with pytest.raises(ValueError, match="seed"):
+        similarity.build((28, 28, 1), criterion, 1)
+    supervised = MINESimilarity()
+    supervised.build((28, 28, 1), MarginCriterion(classifier), 0)
+    assert supervised.steps_per_iteration == 1 and supervised.draws_per_iteration == 2
+
+
+def test_l2_similarity_refuses_supervised_criteria_at_build(classifier, mnist5k):
+    attack = MinMaxAttack(MarginCriterion(classifier), similarity="l2")
+    with pytest.raises(ValueError, match="L2Similarity .* needs an unsupervised criterion"):
+        attack(mnist5k[2][:2], labels=mnist5k[3][:2])
+
+
+@pytest.mark.parametrize("attack_class", [MinMaxAttack, PenaltyAttack])
+def test_presets_fit_both_attacks(attack_class, conv_ae):
+    attack = attack_class(ReconstructionCriterion(conv_ae), **get_preset("fast"))
+    config = attack.get_config()
+    assert config["steps"] == 20 and config["step_size"] == 0.01
+    assert config["similarity"]["mine_steps"] == 5
+    assert f"similarity={config['similarity']!r}" in repr(attack)
+    assert get_preset("paper")["similarity"]["mine_steps"] == 20
+    with pytest.raises(ValueError, match="preset='slow'"):
+        get_preset("slow")
+
+
+def test_xla_fallback_is_visible_and_leaves_the_setting(mnist5k):
+    # XLA cannot compile a call back into Python.
+    def loss(x_in, x):
+        one = tf.numpy_function(lambda: np.float32(1.0), [], tf.float32)
+        return tf.reduce_sum(tf.abs(x_in - x), axis=[1, 2, 3]) * one
+
+    x = mnist5k[0][:2]
+    attack = MinMaxAttack(LossCriterion(loss), NegativeL1(), steps=2, batch_size=2)
+    assert attack.uses_xla is None
+    with pytest.warns(UserWarning, match="does not compile with XLA"):
+        result = attack(x)
+    assert attack.uses_xla is False and attack.jit_compile == "auto"
+    assert result.x_adv.shape == x.shape
+    strict = MinMaxAttack(LossCriterion(loss), NegativeL1(), steps=2, batch_size=2,
+                          jit_compile=True)
+    with pytest.raises((tf.errors.InvalidArgumentError, tf.errors.UnimplementedError)):
+        strict(x)

@@ -13,7 +13,7 @@ import pytest
 
 from uae_tf import evaluation, generation, runs
 
-TINY = dict(steps=3, mine_steps=2)
+TINY = dict(steps=3, similarity={"mine_steps": 2})
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ EPOCHS = 2
 AUG_EPOCHS = 2
 SEED = 0
 VIEW = "random"
-ATTACK = dict(uae_tf.get_preset("fast"), steps=3, mine_steps=2)
+ATTACK = dict(uae_tf.get_preset("fast"), steps=3, similarity={"name": "mine", "mine_steps": 2})
 EXPORT_DIR = "quickstart_export"
 """
 

@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 # Importing the model package registers its custom objects, so that
 # ``keras.models.load_model`` reads our ``.keras`` files once uae_tf is imported.
 import autoencoders  # noqa: F401
-from uae_tf import datasets, evaluation, models, training
+from uae_tf import datasets, evaluation, models, similarity, training
 from uae_tf.attacks import AttackResult, GaussianAugmentation, MinMaxAttack
 from uae_tf.attacks import PenaltyAttack, PGDAttack
 from uae_tf.augmentation import UAERegeneration, UAESequence
@@ -30,7 +30,7 @@ from uae_tf.generation import GenerationResults, generate, load_results
 from uae_tf.mine import StatisticsNetwork, donsker_varadhan, estimate_mutual_information
 from uae_tf.models import build_classifier, train_classifier
 from uae_tf.presets import PRESETS, get_preset
-from uae_tf.similarity import L2Similarity, MINESimilarity
+from uae_tf.similarity import L2Similarity, MINESimilarity, Similarity
 from uae_tf.training import load_model_dir, retrain, train_autoencoder
 from uae_tf.views import ConvView, RandomView, find_first_conv2d, make_view
 # Last: the experiments use the rest of the library.
@@ -41,6 +41,7 @@ __all__ = [
     "datasets",
     "evaluation",
     "models",
+    "similarity",
     "training",
     "train_autoencoder",
     "train_classifier",
@@ -60,6 +61,7 @@ __all__ = [
     "LossCriterion",
     "MarginCriterion",
     "ReconstructionCriterion",
+    "Similarity",
     "MINESimilarity",
     "L2Similarity",
     "StatisticsNetwork",

@@ -137,7 +137,9 @@ def generate(
         config: Extra JSON-serializable facts identifying the run (dataset, split,
             model file hash...), stored in and checked against ``config.json``.
         **attack_kwargs: Overrides of the preset's attack settings (e.g.
-            ``initial_perturbation="glorot"``), or ``sigma`` for ``"gaussian"``.
+            ``initial_perturbation="glorot"``; ``similarity={"mine_steps": 2}``
+            overrides entries of the preset's similarity), or ``sigma`` for
+            ``"gaussian"``.
 
     Returns:
         The :class:`GenerationResults`; its ``summary`` is the dict written to
@@ -166,10 +168,11 @@ def generate(
     else:
         if batch_size is None:
             batch_size = _validation.default_batch_size()
-        attack = MinMaxAttack(
-            criterion, view=view, similarity=method, batch_size=batch_size, seed=seed,
-            verbose=False, **{**get_preset(preset), **attack_kwargs},
-        )
+        settings = get_preset(preset)
+        similarity = {**settings["similarity"], **attack_kwargs.pop("similarity", {}), "view": view}
+        settings.update(attack_kwargs, similarity=similarity if method == "mine" else "l2")
+        attack = MinMaxAttack(criterion, batch_size=batch_size, seed=seed, verbose=False,
+                              **settings)
     run_config = {
         **(config or {}),
         "method": method,

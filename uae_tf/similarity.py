@@ -1,48 +1,222 @@
 """Similarities: what the attacks optimize, separate from what success means.
 
-A similarity has per-sample state that the attack carries through its loop
-(for MINE: the per-sample statistics networks and their Adam moments) and three
-methods, all batched and usable inside ``tf.function``:
-
-* ``initial_state(x, seeds)`` -- fresh state for clean inputs ``x``;
-* ``score(state, x_adv, counter)`` -- ``[B]`` differentiable value at ``x_adv``;
-* ``update(state, x_adv, counter)`` -- ``(state, [B] value)`` after fitting the
-  state at ``x_adv`` (MINE's ``mine_steps`` Adam steps).
-
-An attack iteration uses ``draws_per_iteration`` random draws (permutations)
-numbered from ``counter``: draw ``counter`` for ``score`` and the following ones for
-``update``, so they depend on the sample's seed and the iteration only.
+A similarity is an object the attacks take (``MinMaxAttack(criterion,
+similarity=...)``): per-sample MINE (:class:`MINESimilarity`, the method), the
+L2-UAE baseline (:class:`L2Similarity`), or a user's own subclass of
+:class:`Similarity`. Strings (``"mine"``, ``"l2"``) and config dicts are shorthands
+that :func:`get` turns into objects.
 """
+
+import functools
 
 import tensorflow as tf
 
-from uae_tf import _seeds, mine
-from uae_tf.views import make_view
+from uae_tf import _seeds, _validation, mine
+from uae_tf.views import VIEWS, make_view
 
 
-class MINESimilarity:
+def _build_once(build):
+    """Makes ``build`` run once per similarity; a later call must repeat its arguments."""
+
+    @functools.wraps(build)
+    def wrapper(self, input_shape, criterion, seed):
+        input_shape, seed = tuple(int(d) for d in input_shape), int(seed)
+        key = (input_shape, criterion, seed)
+        built_for = getattr(self, "_built_for", None)
+        if built_for is None:
+            build(self, input_shape, criterion, seed)
+            self._built_for = key
+        elif built_for[0] != input_shape:
+            raise ValueError(
+                f"{type(self).__name__} was built for samples of shape {built_for[0]}. "
+                f"Received: input_shape={input_shape}; make a new similarity for them."
+            )
+        elif built_for != key:
+            raise ValueError(
+                f"{type(self).__name__} was built for criterion {built_for[1]!r} and seed "
+                f"{built_for[2]}. Received: criterion={criterion!r}, seed={seed!r}; give each "
+                "attack its own similarity."
+            )
+
+    return wrapper
+
+
+class Similarity:
+    """Base class of similarities S(x, x + delta), batched over samples.
+
+    The attacks minimize ``F = c * f+(x + delta) + sign * S`` with ``sign = +1``
+    for unsupervised criteria (make x + delta dissimilar) and ``-1`` for supervised
+    ones (keep it similar), and keep the successful iterate with the best ``S``.
+
+    A similarity has per-sample state that the attack carries through its loop
+    (for MINE: the per-sample statistics networks and their Adam moments). All
+    methods but :meth:`build` run inside ``tf.function`` (and XLA), on batches:
+
+    * :meth:`build` -- called once by the attack on its first call, with the shape
+      of one sample, the attack's criterion and seed (like a Keras layer's
+      ``build``). Calling it again with the same arguments does nothing; with
+      another shape (or criterion, or seed) it raises. Subclasses override it to
+      make what depends on these (the default does nothing).
+    * :meth:`initial_state` -- fresh state for clean inputs ``x``.
+    * :meth:`score` -- ``[B]`` differentiable value at ``x_adv``.
+    * :meth:`update` -- ``(state, [B] value)`` after fitting the state at ``x_adv``.
+    * ``draws_per_iteration`` -- random draws one attack iteration uses, numbered
+      from ``counter``: draw ``counter`` for :meth:`score` and the following ones
+      for :meth:`update`, so they depend on the sample's seed and the iteration only.
+    * :meth:`get_config` -- the settings as a JSON-serializable dict with a
+      ``"name"``; ``__repr__`` shows it.
+
+    Example: a negative L1 distance, with no state and no randomness.
+
+    ```python
+    class NegativeL1(uae_tf.similarity.Similarity):
+        name = "negative_l1"
+
+        def initial_state(self, x, seeds, num_draws):
+            return {"x": x}
+
+        def score(self, state, x_adv, counter):
+            difference = tf.abs(state["x"] - x_adv)
+            return -tf.reduce_sum(tf.reshape(difference, [tf.shape(x_adv)[0], -1]), axis=1)
+
+        def update(self, state, x_adv, counter):
+            return state, self.score(state, x_adv, counter)
+
+    attack = uae_tf.MinMaxAttack(criterion, similarity=NegativeL1())
+    ```
+    """
+
+    name = None
+    draws_per_iteration = 0
+
+    @_build_once
+    def build(self, input_shape, criterion, seed):
+        """Makes what depends on the samples' shape, the criterion and the seed.
+
+        Args:
+            input_shape: Shape of one sample, e.g. ``(28, 28, 1)``.
+            criterion: The attack's criterion (``criterion.model``,
+                ``criterion.supervised``).
+            seed: The attack's seed.
+
+        Raises:
+            ValueError: if the similarity was built with other arguments.
+        """
+        del input_shape, criterion, seed
+
+    @property
+    def built(self):
+        """Whether :meth:`build` has run."""
+        return getattr(self, "_built_for", None) is not None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "build" in vars(cls):
+            cls.build = _build_once(vars(cls)["build"])
+
+    def initial_state(self, x, seeds, num_draws):
+        """Returns the per-sample state (a nest of ``[B, ...]`` tensors) for clean ``x``.
+
+        Args:
+            x: ``[B, ...]`` clean samples.
+            seeds: ``[B, 2]`` int32 per-sample seeds.
+            num_draws: Random draws the attack will use (``steps *
+                draws_per_iteration``); draw them here so the loop has no random op.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement initial_state.")
+
+    def score(self, state, x_adv, counter):
+        """Returns the ``[B]`` similarity at ``x_adv``, differentiable in ``x_adv``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement score.")
+
+    def update(self, state, x_adv, counter):
+        """Fits the state at ``x_adv``; returns ``(state, [B] similarity)``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement update.")
+
+    def get_config(self):
+        """Returns the settings as a JSON-serializable dict with the ``"name"``."""
+        return {"name": self.name}
+
+    @classmethod
+    def from_config(cls, config):
+        """Makes a similarity from :meth:`get_config`'s dict."""
+        return cls(**{k: v for k, v in config.items() if k != "name"})
+
+    def __repr__(self):
+        settings = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "name")
+        return f"{type(self).__name__}({settings})"
+
+
+class MINESimilarity(Similarity):
     """Per-sample MINE I(x, x + delta) on K views of each sample (Section 3.1).
 
     Args:
-        view: A view object (see :mod:`uae_tf.views`).
-        mine_steps: Adam steps on the statistics network per attack iteration.
+        view: ``"auto"`` (the conv view when ``criterion.model`` has a ``Conv2D``,
+            else the random view), ``"conv"``, ``"random"`` or a view object (see
+            :mod:`uae_tf.views`). The random view's projections are drawn from the
+            attack's seed.
+        mine_steps: Adam steps on the statistics networks per attack iteration;
+            ``None``: 20 for unsupervised and 1 for supervised criteria (published
+            code), resolved at :meth:`build`.
         learning_rate: Adam step size (published code: 1.5e-5).
-        **network_kwargs: Passed to :class:`uae_tf.mine.StatisticsNetwork`.
+        layer_name: Conv2D layer of the conv view (default: the first).
+        num_projections: K of the random view (paper: 500).
+        projection_dim: d' of the random view (paper: 128).
+        **network_kwargs: ``hidden_units``, ``features`` or ``conv_filters`` of
+            :class:`uae_tf.mine.StatisticsNetwork`.
+
+    Example:
+
+    >>> similarity = MINESimilarity(view="random", mine_steps=5)
+    >>> attack = MinMaxAttack(ReconstructionCriterion(autoencoder), similarity=similarity)
     """
 
     name = "mine"
+    _NETWORK_KWARGS = ("hidden_units", "features", "conv_filters")
 
-    def __init__(self, view, mine_steps=20, learning_rate=1.5e-5, **network_kwargs):
+    def __init__(self, view="auto", mine_steps=None, learning_rate=1.5e-5, layer_name=None,
+                 num_projections=500, projection_dim=128, **network_kwargs):
+        known = view in VIEWS if isinstance(view, str) else callable(view)
+        if not known:
+            raise ValueError(
+                f"view must be one of {VIEWS} or a view object. Received: view={view!r}"
+            )
+        unknown = sorted(set(network_kwargs) - set(self._NETWORK_KWARGS))
+        if unknown:
+            raise ValueError(
+                f"MINESimilarity takes the network settings {self._NETWORK_KWARGS}. "
+                f"Received: {unknown}"
+            )
         self.view = view
-        self.mine_steps = int(mine_steps)
-        self.learning_rate = float(learning_rate)
+        self.mine_steps = None if mine_steps is None else _validation.check_positive_int(
+            mine_steps, "mine_steps"
+        )
+        self.learning_rate = _validation.check_positive_float(learning_rate, "learning_rate")
+        self.layer_name = layer_name
+        self.num_projections = num_projections
+        self.projection_dim = projection_dim
         self.network_kwargs = network_kwargs
+        self.built_view = None
         self.network = None
+        self.steps_per_iteration = None
+
+    def build(self, input_shape, criterion, seed):
+        """Makes the view (seeded by ``seed``) and the network; resolves ``mine_steps``."""
+        self.built_view = make_view(
+            self.view, criterion.model, input_shape, seed=seed, layer_name=self.layer_name,
+            num_projections=self.num_projections, projection_dim=self.projection_dim,
+        )
+        view_shape = self.built_view(tf.zeros((1, *input_shape))).shape[2:]
+        self.network = mine.StatisticsNetwork(view_shape, **self.network_kwargs)
+        if self.mine_steps is None:
+            self.steps_per_iteration = 1 if criterion.supervised else 20
+        else:
+            self.steps_per_iteration = self.mine_steps
 
     @property
     def draws_per_iteration(self):
         """Random draws one attack iteration consumes: one score plus the updates."""
-        return self.mine_steps + 1
+        return self.steps_per_iteration + 1
 
     def initial_state(self, x, seeds, num_draws):
         """Views of the clean inputs, fresh per-sample networks and all permutations.
@@ -50,9 +224,7 @@ class MINESimilarity:
         The ``num_draws`` permutations of every sample are drawn here, before the
         attack loop, so that the loop holds no random op and compiles with XLA.
         """
-        x_views = self.view(x)
-        if self.network is None:
-            self.network = mine.StatisticsNetwork(x_views.shape[2:], **self.network_kwargs)
+        x_views = self.built_view(x)
         params = self.network.initialize(seeds)
         k = tf.shape(x_views)[1]
         permutations = tf.map_fn(
@@ -67,13 +239,13 @@ class MINESimilarity:
             "adam": mine.adam_init(params),
         }
 
-    def _permutation(self, state, counter):
-        return state["permutations"][counter]
-
     def score(self, state, x_adv, counter):
         """The DV estimate at ``x_adv`` with the current networks (differentiable)."""
         return self.network.mutual_information(
-            state["params"], state["x_views"], self.view(x_adv), self._permutation(state, counter)
+            state["params"],
+            state["x_views"],
+            self.built_view(x_adv),
+            state["permutations"][counter],
         )
 
     def update(self, state, x_adv, counter):
@@ -83,49 +255,70 @@ class MINESimilarity:
             ``(state, mi)`` where ``mi`` is the estimate of the last step's forward
             pass (before its update), as the published code reports it.
         """
-        y_views = self.view(x_adv)
+        y_views = self.built_view(x_adv)
         params, adam = state["params"], state["adam"]
         mi = tf.zeros([tf.shape(x_adv)[0]])
-        for step in tf.range(self.mine_steps):
+        for step in tf.range(self.steps_per_iteration):
             params, adam, mi = mine.train_step(
                 self.network,
                 params,
                 adam,
                 state["x_views"],
                 y_views,
-                self._permutation(state, counter + 1 + step),
+                state["permutations"][counter + 1 + step],
                 self.learning_rate,
             )
         return {**state, "params": params, "adam": adam}, mi
 
     def get_config(self):
-        """Returns the settings as a JSON-serializable dict."""
+        """Returns the settings as a JSON-serializable dict (a view object as its repr)."""
         return {
             "name": self.name,
-            "view": repr(self.view),
+            "view": self.view if isinstance(self.view, str) else repr(self.view),
             "mine_steps": self.mine_steps,
             "learning_rate": self.learning_rate,
+            "layer_name": self.layer_name,
+            "num_projections": self.num_projections,
+            "projection_dim": self.projection_dim,
             **self.network_kwargs,
         }
 
 
-class L2Similarity:
+class L2Similarity(Similarity):
     """The L2-UAE baseline's similarity: ``-||x - Phi(x + delta)||^2`` (Section 5.4).
 
-    Used by the MinMax attack in place of MINE (``similarity="l2"``): with the
-    unsupervised sign (``F = c f+ + S``) minimizing ``S`` maximizes the
+    With the unsupervised sign (``F = c f+ + S``) minimizing ``S`` maximizes the
     reconstruction loss, so among successful iterates the attack keeps the one
     Phi reconstructs worst. It has no state to train and draws nothing.
 
     Args:
-        model: The autoencoder Phi.
+        model: The autoencoder Phi; default the criterion's model, taken at
+            :meth:`build`.
+
+    Example:
+
+    >>> attack = MinMaxAttack(ReconstructionCriterion(autoencoder), similarity="l2")
     """
 
     name = "l2"
-    draws_per_iteration = 0
 
-    def __init__(self, model):
+    def __init__(self, model=None):
         self.model = model
+
+    def build(self, input_shape, criterion, seed):
+        """Takes ``criterion.model`` when no model was given.
+
+        Raises:
+            ValueError: for a supervised criterion, or without a model.
+        """
+        del input_shape, seed
+        if criterion.supervised or (self.model is None and criterion.model is None):
+            raise ValueError(
+                "L2Similarity (the L2-UAE baseline) needs an unsupervised criterion with a "
+                f"model, such as ReconstructionCriterion. Received: criterion={criterion!r}"
+            )
+        if self.model is None:
+            self.model = criterion.model
 
     def initial_state(self, x, seeds, num_draws):
         """The clean inputs (the reference of the loss)."""
@@ -143,23 +336,31 @@ class L2Similarity:
         """Nothing to fit: returns ``(state, score at x_adv)``."""
         return state, self.score(state, x_adv, counter)
 
-    def get_config(self):
-        """Returns the settings as a JSON-serializable dict."""
-        return {"name": self.name}
+
+SIMILARITIES = {"mine": MINESimilarity, "l2": L2Similarity}
 
 
-SIMILARITIES = ("mine", "l2")
+def get(identifier):
+    """Returns a similarity from a name, a config dict or a similarity (Keras ``get`` style).
 
+    Args:
+        identifier: ``"mine"`` or ``"l2"``; a dict as :meth:`Similarity.get_config`
+            returns, e.g. ``{"name": "mine", "view": "random", "mine_steps": 5}``;
+            or a :class:`Similarity`, returned as is.
 
-def make_similarity(name, model, input_shape, view="auto", seed=0, mine_steps=20,
-                    learning_rate=1.5e-5, layer_name=None, **view_kwargs):
-    """Builds a similarity by name: ``"mine"`` (with its view) or ``"l2"``."""
-    if name == "l2":
-        return L2Similarity(model)
-    if name != "mine":
-        raise ValueError(f"similarity must be one of {SIMILARITIES}. Received: similarity={name!r}")
-    return MINESimilarity(
-        make_view(view, model, input_shape, seed=seed, layer_name=layer_name, **view_kwargs),
-        mine_steps=mine_steps,
-        learning_rate=learning_rate,
+    Returns:
+        A :class:`Similarity`.
+
+    Raises:
+        ValueError: for anything else, naming the value.
+    """
+    if isinstance(identifier, Similarity):
+        return identifier
+    if isinstance(identifier, str) and identifier in SIMILARITIES:
+        return SIMILARITIES[identifier]()
+    if isinstance(identifier, dict) and identifier.get("name") in SIMILARITIES:
+        return SIMILARITIES[identifier["name"]].from_config(identifier)
+    raise ValueError(
+        f"similarity must be one of {tuple(SIMILARITIES)}, a config dict with one of them as "
+        f"'name', or a Similarity. Received: similarity={identifier!r}"
     )

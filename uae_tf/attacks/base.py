@@ -1,9 +1,14 @@
-"""What every attack returns, and the batching loop they share."""
+"""What every attack returns, and the base they share: input checks, batching,
+the compiled loop with its XLA fallback, and ``repr``."""
 
 import dataclasses
+import warnings
 
 import keras
 import numpy as np
+import tensorflow as tf
+
+from uae_tf import _validation
 
 
 @dataclasses.dataclass
@@ -61,3 +66,147 @@ def run_in_batches(run_batch, arrays, batch_size, verbose=False):
         if progbar is not None:
             progbar.update(stop, [("asr", results[-1].attack_success_rate)])
     return AttackResult.concatenate(results)
+
+
+class Attack:
+    """Base of the attacks: input checks, batching, the compiled loop and ``repr``.
+
+    A subclass implements ``_settings()`` (its part of ``get_config``),
+    ``_run_batch(x, labels, indices)`` (one
+    batch of numpy arrays to an :class:`AttackResult`) and, when it has a loop to
+    compile, ``_attack_loop(*tensors)``, which it runs by ``_run_loop``. It may
+    override ``_build(input_shape)``, called on every call before the batches.
+
+    Args:
+        criterion: The attack's criterion: its ``model`` gives the expected sample
+            shape and ``needs_labels`` whether labels are required.
+        batch_size: Samples per batch; ``None``: 32 with a GPU, else 1.
+        seed: Seed of every random choice; sample i's depend on ``(seed, indices[i])``.
+        jit_compile: ``True``, ``False`` or ``"auto"`` (XLA, falling back to graph
+            mode with a warning when the model does not compile).
+        verbose: Show a progress bar.
+    """
+
+    def __init__(self, criterion, batch_size, seed, jit_compile, verbose):
+        self.criterion = criterion
+        if batch_size is None:
+            batch_size = _validation.default_batch_size()
+        self.batch_size = _validation.check_positive_int(batch_size, "batch_size")
+        self.seed = int(seed)
+        if jit_compile not in (True, False, "auto"):
+            raise ValueError(
+                f"jit_compile must be True, False or 'auto'. Received: jit_compile={jit_compile!r}"
+            )
+        self.jit_compile = jit_compile
+        self.verbose = bool(verbose)
+        self._uses_xla = None
+        self._loop = None
+
+    @property
+    def uses_xla(self):
+        """Whether the loop runs XLA-compiled: ``None`` before the first call; ``False``
+        after ``jit_compile="auto"`` fell back to graph mode."""
+        return self._uses_xla
+
+    def get_config(self):
+        """Returns the attack's settings as a JSON-serializable dict (with ``"attack"``)."""
+        return {
+            "attack": type(self).__name__,
+            **self._settings(),
+            "seed": self.seed,
+            "jit_compile": self.jit_compile,
+        }
+
+    def _settings(self):
+        raise NotImplementedError(f"{type(self).__name__} must implement _settings.")
+
+    def __repr__(self):
+        settings = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "attack")
+        return f"{type(self).__name__}({settings})"
+
+    def __call__(self, x, labels=None, indices=None):
+        """Attacks the samples ``x``.
+
+        Args:
+            x: ``[N, ...]`` samples with values in [0, 1].
+            labels: ``[N]`` labels for supervised criteria (true classes, or targets
+                for a targeted criterion).
+            indices: ``[N]`` integer identities of the samples (their rows in the
+                dataset); sample i's randomness depends on ``(seed, indices[i])``.
+                Default ``range(N)``.
+
+        Returns:
+            An :class:`AttackResult`.
+
+        Raises:
+            ValueError: if ``x`` is not a batch of samples in [0, 1] of the model's
+                input shape, labels are missing where the criterion needs them or
+                are not classes of the model, or ``labels`` or ``indices`` do not
+                have one entry per sample.
+        """
+        x, labels, indices = self._check_inputs(x, labels, indices)
+        self._build(x.shape[1:])
+        return run_in_batches(self._run_batch, [x, labels, indices], self.batch_size, self.verbose)
+
+    def _build(self, input_shape):
+        """Makes what depends on the samples' shape (nothing by default)."""
+
+    def _check_inputs(self, x, labels, indices):
+        model = self.criterion.model
+        expected = None
+        if model is not None and getattr(model, "inputs", None):
+            expected = tuple(model.inputs[0].shape[1:])
+        x = _validation.check_images(x, "x", expected)
+        n = len(x)
+        if labels is None and self.criterion.needs_labels:
+            raise ValueError(
+                f"{type(self).__name__} with {type(self.criterion).__name__} needs labels, "
+                "one per sample: true classes, or targets if targeted."
+            )
+        if labels is not None:
+            labels = _one_per_sample(labels, "labels", n)
+        if self.criterion.needs_labels:
+            labels = labels.astype(np.int32)
+            num_classes = getattr(model, "output_shape", (None,))[-1]
+            if labels.min() < 0 or (num_classes is not None and labels.max() >= num_classes):
+                raise ValueError(
+                    f"labels must be classes in [0, {num_classes}). Received labels in "
+                    f"[{labels.min()}, {labels.max()}]"
+                )
+        indices = np.arange(n) if indices is None else _one_per_sample(indices, "indices", n)
+        return x, labels, indices
+
+    def _run_loop(self, *args):
+        """Runs ``_attack_loop(*args)`` compiled: with XLA unless ``jit_compile=False``.
+
+        With ``jit_compile="auto"``, a loop XLA cannot compile is compiled again in
+        graph mode, once, with a warning; ``uses_xla`` then says ``False``.
+        """
+        if self._loop is None:
+            self._compile(self.jit_compile is not False)
+        try:
+            return self._loop(*args)
+        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as error:
+            if not (self._uses_xla and self.jit_compile == "auto" and "XLA" in str(error)):
+                raise
+            warnings.warn(
+                f"The {type(self).__name__} loop does not compile with XLA for this model; "
+                "running it in plain graph mode (slower). Set jit_compile=False to skip the "
+                f"try. ({error})"
+            )
+            self._compile(False)
+            return self._loop(*args)
+
+    def _compile(self, xla):
+        self._uses_xla = xla
+        self._loop = tf.function(self._attack_loop, jit_compile=xla, reduce_retracing=True)
+
+
+def _one_per_sample(values, name, n):
+    """Returns ``values`` flattened, or raises unless it has ``n`` entries."""
+    values = np.asarray(values).reshape(-1)
+    if len(values) != n:
+        raise ValueError(
+            f"{name} must have {n} entries, one per sample. Received: {len(values)} {name}"
+        )
+    return values

@@ -4,13 +4,13 @@ import numpy as np
 import tensorflow as tf
 
 from uae_tf import _seeds, _validation
-from uae_tf.attacks.base import AttackResult, run_in_batches
+from uae_tf.attacks.base import Attack, AttackResult
 
 # Stream of the noise, apart from the attacks' draws from the same sample seeds.
 _NOISE_STREAM = 0x6E6F6973
 
 
-class GaussianAugmentation:
+class GaussianAugmentation(Attack):
     """``x + N(0, sigma^2)``, clipped to [0, 1] (Table 4's GA rows, sigma 1e-2 or 1e-3).
 
     Returns an :class:`~uae_tf.attacks.base.AttackResult` like the attacks, so the
@@ -26,38 +26,19 @@ class GaussianAugmentation:
         sigma: Standard deviation of the noise, > 0.
         batch_size: Samples per call of the model; does not change the results.
         seed: Seed; sample i's noise depends on ``(seed, indices[i])`` only.
+        verbose: Show a progress bar.
     """
 
-    def __init__(self, criterion, sigma=0.01, batch_size=256, seed=0):
-        self.criterion = criterion
+    def __init__(self, criterion, sigma=0.01, batch_size=256, seed=0, verbose=False):
+        super().__init__(criterion, batch_size, seed, jit_compile=False, verbose=verbose)
         self.sigma = _validation.check_positive_float(sigma, "sigma")
-        self.batch_size = _validation.check_positive_int(batch_size, "batch_size")
-        self.seed = int(seed)
-        self._run = tf.function(self._run_batch_graph, reduce_retracing=True)
 
-    def get_config(self):
-        """Returns the settings as a JSON-serializable dict."""
-        return {
-            "attack": type(self).__name__,
-            "criterion": self.criterion.get_config(),
-            "sigma": self.sigma,
-            "seed": self.seed,
-        }
-
-    def __call__(self, x, labels=None, indices=None):
-        """Adds the noise to ``x`` (``[N, ...]`` in [0, 1]); see :class:`MinMaxAttack`."""
-        x = _validation.check_images(x, "x")
-        n = len(x)
-        indices = np.arange(n) if indices is None else np.asarray(indices).reshape(-1)
-        if len(indices) != n:
-            raise ValueError(f"indices must have {n} entries, one per sample. Received {len(indices)}")
-        if labels is not None:
-            labels = np.asarray(labels).reshape(-1)
-        return run_in_batches(self._run_batch, [x, labels, indices], self.batch_size)
+    def _settings(self):
+        return {"criterion": self.criterion.get_config(), "sigma": self.sigma}
 
     def _run_batch(self, x, labels, indices):
         labels = None if labels is None else tf.constant(labels)
-        x_aug, f = self._run(tf.constant(x), labels, tf.constant(indices))
+        x_aug, f = self._run_loop(tf.constant(x), labels, tf.constant(indices))
         n = len(x)
         return AttackResult(
             x_adv=x_aug.numpy(),
@@ -68,7 +49,8 @@ class GaussianAugmentation:
             c_history=np.zeros((n, 0), np.float32),
         )
 
-    def _run_batch_graph(self, x, labels, indices):
+    def _attack_loop(self, x, labels, indices):
+        """The noisy samples and the criterion there (graph mode: nothing to iterate)."""
         seeds = _seeds.fold_in(_seeds.sample_seeds(self.seed, indices), _NOISE_STREAM)
         noise = tf.map_fn(
             lambda s: tf.random.stateless_normal(tf.shape(x)[1:], s, stddev=self.sigma),

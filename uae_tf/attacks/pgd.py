@@ -1,12 +1,10 @@
 """Projected gradient descent (Madry et al., L-infinity), batched: the supervised baseline."""
 
-import warnings
-
 import numpy as np
 import tensorflow as tf
 
 from uae_tf import _seeds, _validation
-from uae_tf.attacks.base import AttackResult, run_in_batches
+from uae_tf.attacks.base import Attack, AttackResult
 from uae_tf.criteria import MarginCriterion
 
 LOSSES = ("margin", "crossentropy")
@@ -15,7 +13,7 @@ LOSSES = ("margin", "crossentropy")
 _START_STREAM = 0x70676473
 
 
-class PGDAttack:
+class PGDAttack(Attack):
     """L-infinity PGD of Madry et al. (2018) on a classifier's logits.
 
     Starting from x (or, with ``random_start``, from x plus uniform noise in
@@ -75,6 +73,10 @@ class PGDAttack:
     ):
         if not callable(model):
             raise ValueError(f"model must be a callable Keras classifier. Received: model={model!r}")
+        self.targeted = bool(targeted)
+        super().__init__(
+            MarginCriterion(model, targeted=self.targeted), batch_size, seed, jit_compile, verbose
+        )
         self.model = model
         self.epsilon = _validation.check_positive_float(epsilon, "epsilon", upper=1.0)
         self.steps = _validation.check_positive_int(steps, "steps")
@@ -84,93 +86,24 @@ class PGDAttack:
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}. Received: loss={loss!r}")
         self.loss = loss
-        self.targeted = bool(targeted)
         self.random_start = bool(random_start)
-        self.seed = int(seed)
-        self.batch_size = _validation.check_positive_int(batch_size, "batch_size")
-        if jit_compile not in (True, False, "auto"):
-            raise ValueError(f"jit_compile must be True, False or 'auto'. Received: {jit_compile!r}")
-        self.jit_compile = jit_compile
-        self.verbose = bool(verbose)
-        self._criterion = MarginCriterion(model, targeted=self.targeted)
         self._start = tf.function(self._random_start, reduce_retracing=True)
         self._predict = tf.function(self._logits, reduce_retracing=True)
-        self._loop = self._compile_loop(jit_compile is not False)
 
-    def get_config(self):
-        """Returns the attack's settings as a JSON-serializable dict."""
+    def _settings(self):
         return {
-            "attack": type(self).__name__,
             "epsilon": self.epsilon,
             "steps": self.steps,
             "step_size": self.step_size,
             "loss": self.loss,
             "targeted": self.targeted,
             "random_start": self.random_start,
-            "seed": self.seed,
-            "jit_compile": self.jit_compile,
         }
-
-    def __repr__(self):
-        settings = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "attack")
-        return f"PGDAttack({settings})"
-
-    def __call__(self, x, labels, indices=None):
-        """Attacks the samples ``x``.
-
-        Args:
-            x: ``[N, ...]`` samples with values in [0, 1].
-            labels: ``[N]`` true classes (untargeted) or target classes (targeted).
-            indices: ``[N]`` integer identities of the samples, the seeds of their
-                random starts. Default ``range(N)``.
-
-        Returns:
-            An :class:`~uae_tf.attacks.base.AttackResult`.
-
-        Raises:
-            ValueError: if ``x`` is not a batch of samples in [0, 1] of the model's
-                input shape, ``labels`` are not classes of the model, or ``labels``
-                or ``indices`` do not have one entry per sample.
-        """
-        expected = None
-        if getattr(self.model, "inputs", None):
-            expected = tuple(self.model.inputs[0].shape[1:])
-        x = _validation.check_images(x, "x", expected)
-        n = len(x)
-        if labels is None:
-            raise ValueError("PGDAttack needs labels: true classes, or targets if targeted.")
-        labels = np.asarray(labels).reshape(-1).astype(np.int32)
-        if len(labels) != n:
-            raise ValueError(f"labels must have {n} entries, one per sample. Received {len(labels)}")
-        num_classes = getattr(self.model, "output_shape", (None,))[-1]
-        if labels.min() < 0 or (num_classes is not None and labels.max() >= num_classes):
-            raise ValueError(
-                f"labels must be classes in [0, {num_classes}). Received labels in "
-                f"[{labels.min()}, {labels.max()}]"
-            )
-        indices = np.arange(n) if indices is None else np.asarray(indices).reshape(-1)
-        if len(indices) != n:
-            raise ValueError(f"indices must have {n} entries, one per sample. Received {len(indices)}")
-        return run_in_batches(self._run_batch, [x, labels, indices], self.batch_size, self.verbose)
-
-    def _compile_loop(self, jit):
-        return tf.function(self._attack_loop, jit_compile=jit, reduce_retracing=True)
 
     def _run_batch(self, x, labels, indices):
         x, labels = tf.constant(x), tf.constant(labels)
         x_adv = self._start(x, tf.constant(indices)) if self.random_start else x
-        try:
-            x_adv = self._loop(x, x_adv, labels)
-        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as error:
-            if self.jit_compile != "auto" or "XLA" not in str(error):
-                raise
-            warnings.warn(
-                "The PGD loop does not compile with XLA for this model; running it in plain "
-                f"graph mode (slower). Set jit_compile=False to skip the try. ({error})"
-            )
-            self.jit_compile = False
-            self._loop = self._compile_loop(False)
-            x_adv = self._loop(x, x_adv, labels)
+        x_adv = self._run_loop(x, x_adv, labels)
         logits = self._predict(x_adv).numpy()
         predicted = np.argmax(logits, axis=-1)
         labels = labels.numpy()
@@ -200,7 +133,7 @@ class PGDAttack:
     def _objective(self, x_adv, labels):
         """``[B]`` values to minimize: the margin, or -/+ cross-entropy."""
         if self.loss == "margin":
-            return self._criterion(x_adv, None, {"labels": labels})
+            return self.criterion(x_adv, None, {"labels": labels})
         logits = self.model(x_adv, training=False)
         xent = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
         return xent if self.targeted else -xent

@@ -171,8 +171,8 @@ def run(args):
 def _attack(method, model, epsilon, steps, view, seed):
     if method == "pgd":
         return PGDAttack(model, epsilon=epsilon, steps=PGD_STEPS, seed=seed)
-    return MinMaxAttack(MarginCriterion(model), view=view, steps=steps,
-                        epsilon=epsilon, seed=seed)
+    return MinMaxAttack(MarginCriterion(model), similarity={"name": "mine", "view": view},
+                        steps=steps, epsilon=epsilon, seed=seed)
 
 
 def _plot(path, x, examples, epsilons):

@@ -146,7 +146,7 @@ def run_robustness(
         phi, x_train, out / "uae", preset="fast", seed=seed, verbose=verbose,
         config={"autoencoder_sha256": file_sha256(ae_file),
                 "dataset": dataset, "train_limit": train_limit},
-        steps=uae_steps, mine_steps=uae_mine_steps,
+        steps=uae_steps, similarity={"mine_steps": uae_mine_steps},
         initial_perturbation=initial_perturbation,
     )
     # A failed UAE is replaced by its original ("replicate to keep balance").

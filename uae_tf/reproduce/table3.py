@@ -120,7 +120,8 @@ def run_table3(
     )
 
     criterion = MarginCriterion(model)
-    common = {"view": view, "seed": seed, "batch_size": batch_size}
+    common = {"similarity": {"name": "mine", "view": view}, "seed": seed,
+              "batch_size": batch_size}
     attacks = {
         "minmax": MinMaxAttack(criterion, steps=iterations, **common),
         "penalty": PenaltyAttack(
