@@ -134,7 +134,7 @@ def test_reproduce_help_lists_the_experiments(capsys):
     for name in ("table3", "table4", "figure3", "robustness"):
         assert name in text
     assert main(["reproduce", "robustness", "--help"]) == 0
-    assert "--ae-epochs" in capsys.readouterr().out
+    assert "--autoencoder-epochs" in capsys.readouterr().out
 
 
 def test_python_dash_m_runs_the_cli(monkeypatch, capsys):

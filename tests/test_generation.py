@@ -112,12 +112,13 @@ def _cli(*args):
     return [sys.executable, "-m", "uae_tf", *args]
 
 
+@pytest.mark.slow
 def test_cli_generate_resumes_after_kill(conv_ae, tmp_path):
     model_dir = tmp_path / "model"
     model_dir.mkdir()
     conv_ae.save(model_dir / "model.keras")
     common = ["generate", "--model", str(model_dir), "--dataset", "mnist5k", "--limit", "4",
-              "--batch-size", "1", "--quiet"]
+              "--preset", "fast", "--attack-batch-size", "1", "--quiet"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     killed = tmp_path / "killed"
     proc = subprocess.Popen(_cli(*common, "--out", str(killed)), env=env,

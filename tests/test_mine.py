@@ -59,6 +59,7 @@ def _gaussians(rng, rho, batch=2, k=500, d=1):
     return x, (rho * x + np.sqrt(1 - rho**2) * noise).astype("float32")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rho", [0.5, 0.8])
 def test_mine_reaches_the_true_mutual_information_of_correlated_gaussians(rng, rho):
     # True MI of a bivariate Gaussian: -1/2 log(1 - rho^2) nats. With K = 500 views
@@ -72,6 +73,7 @@ def test_mine_reaches_the_true_mutual_information_of_correlated_gaussians(rng, r
     assert history.shape == (1500, 2)
 
 
+@pytest.mark.slow
 def test_mine_is_near_zero_on_independent_data(rng):
     x, y = _gaussians(rng, 0.0)
     _, history = mine.estimate_mutual_information(x, y, steps=1500, learning_rate=2e-3)

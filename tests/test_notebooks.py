@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -38,6 +39,7 @@ def _output_text(notebook):
     )
 
 
+@pytest.mark.slow
 def test_quickstart_runs(tmp_path):
     notebook = _run("01_quickstart.ipynb", SMALL, tmp_path)
     text = _output_text(notebook)

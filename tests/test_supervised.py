@@ -246,7 +246,7 @@ def test_run_table3_from_python_then_the_cli_resumes_it(tmp_path, classifier):
     model_file = tmp_path / "classifier.keras"
     classifier.save(model_file)
     out = tmp_path / "table3"
-    report = reproduce.run_table3(out, model=str(model_file), n=2, iterations=4,
+    report = reproduce.run_table3(out, model=str(model_file), n=2, steps=4,
                                   search_steps=2, view="random", verbose=False)
     assert report == json.loads((out / "report.json").read_text())
     assert [row["method"] for row in report["rows"]] == ["minmax", "penalty"]
@@ -258,18 +258,18 @@ def test_run_table3_from_python_then_the_cli_resumes_it(tmp_path, classifier):
     assert (out / "fig2_mi_vs_iteration.png").stat().st_size > 0
     # The same settings from the command line: every chunk is on disk, so it resumes
     # to the same rows and prints them as its JSON last line.
-    argv = ["reproduce", "table3", "--model", str(model_file), "--n", "2", "--iterations", "4",
+    argv = ["reproduce", "table3", "--model", str(model_file), "--n", "2", "--steps", "4",
             "--search-steps", "2", "--view", "random", "--quiet", "--out", str(out)]
     code, summary = _run(argv)
     assert code == 0 and summary["rows"] == report["rows"]
     # Other settings into the same directory are refused, naming what changed.
     with pytest.raises(ConfigMismatchError, match=r"attack.steps: 4 -> 6"):
-        reproduce.run_table3(out, model=str(model_file), n=2, iterations=6, search_steps=2,
+        reproduce.run_table3(out, model=str(model_file), n=2, steps=6, search_steps=2,
                              view="random", verbose=False)
 
 
 def test_reproduce_table3_refuses_t_not_a_multiple_of_b(tmp_path, capsys):
-    argv = ["reproduce", "table3", "--n", "1", "--iterations", "5", "--search-steps", "2",
+    argv = ["reproduce", "table3", "--n", "1", "--steps", "5", "--search-steps", "2",
             "--out", str(tmp_path)]
     assert main(argv) == 1
     assert "multiple" in capsys.readouterr().err
@@ -294,10 +294,10 @@ def test_run_figure3_draws_the_grid(tmp_path, classifier):
 
 def test_reproduce_robustness_refuses_other_settings_in_the_same_directory(tmp_path, capsys):
     out = tmp_path / "robustness"
-    argv = ["reproduce", "robustness", "--train-limit", "8", "--n", "2", "--epsilons", "0.3,0.1",
-            "--classifier-epochs", "1", "--uae-steps", "1", "--uae-mine-steps", "1", "--quiet",
+    argv = ["reproduce", "robustness", "--limit", "8", "--n", "2", "--epsilons", "0.3,0.1",
+            "--classifier-epochs", "1", "--steps", "1", "--mine-steps", "1", "--quiet",
             "--out", str(out)]
-    code, summary = _run([*argv, "--ae-epochs", "1"])
+    code, summary = _run([*argv, "--autoencoder-epochs", "1"])
     assert code == 0
     report = json.loads((out / "report.json").read_text())
     assert summary["rows"] == report["rows"]
@@ -310,9 +310,9 @@ def test_reproduce_robustness_refuses_other_settings_in_the_same_directory(tmp_p
     record = json.loads((out / "autoencoder" / "train.json").read_text())
     assert record["config"]["epochs"] == 1
     capsys.readouterr()
-    # A new user's second run with another --ae-epochs: refused, not a silent reuse of
+    # A new user's second run with another --autoencoder-epochs: refused, not a silent reuse of
     # the 1-epoch autoencoder.
-    assert main([*argv, "--ae-epochs", "3"]) == 1
+    assert main([*argv, "--autoencoder-epochs", "3"]) == 1
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("uae: error: "), captured.err

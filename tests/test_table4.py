@@ -10,7 +10,7 @@ from uae_tf.reproduce.table4 import ROWS
 
 ARGS = [
     "reproduce", "table4", "--dataset", "digits", "--arch", "dense", "--limit", "24",
-    "--epochs", "2", "--augmented-epochs", "1", "--batch-size", "24", "--quiet",
+    "--epochs", "2", "--augmented-epochs", "1", "--attack-batch-size", "24", "--quiet",
 ]
 
 

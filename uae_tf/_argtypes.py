@@ -29,3 +29,35 @@ def initial_perturbation(text):
     if value is None or not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"expected 'glorot' or a number in [0, 1], got {text!r}")
     return value
+
+
+# One name, one meaning and one help text per concept, for every subcommand (the
+# README's "One vocabulary" table lists them).
+QUIET_HELP = "print only the final JSON line: no progress, no summary"
+
+
+def add_quiet_argument(parser):
+    """Adds ``--quiet``: print only the final JSON line."""
+    parser.add_argument("--quiet", action="store_true", help=QUIET_HELP)
+
+
+def add_attack_batch_size_argument(parser):
+    """Adds ``--attack-batch-size``: samples attacked at once (results do not depend on it)."""
+    parser.add_argument(
+        "--attack-batch-size", type=int_at_least(1), metavar="B",
+        help="samples attacked at once; does not change the results (default: 32 with a "
+        "GPU, else 1)",
+    )
+
+
+def add_steps_arguments(parser, steps, mine_steps=None, what="per sample"):
+    """Adds ``--steps`` (T, MinMax iterations) and, if ``mine_steps`` is given, ``--mine-steps``."""
+    parser.add_argument(
+        "--steps", type=int_at_least(1), default=steps, metavar="T",
+        help=f"MinMax iterations {what} (default: %(default)s)",
+    )
+    if mine_steps is not None:
+        parser.add_argument(
+            "--mine-steps", type=int_at_least(1), default=mine_steps, metavar="K",
+            help="MINE Adam steps per MinMax iteration (default: %(default)s)",
+        )

@@ -144,9 +144,7 @@ def _add_train_parser(subparsers):
 
 def _add_quiet_and_out_arguments(parser):
     """Adds ``--quiet`` and ``--out`` of the subcommands that train."""
-    parser.add_argument(
-        "--quiet", action="store_true", help="print only the final JSON line, no progress"
-    )
+    _argtypes.add_quiet_argument(parser)
     parser.add_argument(
         "--out",
         required=True,
@@ -288,16 +286,7 @@ def _add_evaluate_parser(subparsers):
         "  uae evaluate --model runs/conv-mnist5k/model.keras --dataset mnist5k --split train",
     )
     _add_model_and_data_arguments(parser, split="test")
-    parser.add_argument(
-        "--batch-size",
-        type=_int_at_least(1),
-        default=256,
-        metavar="B",
-        help=(
-            "samples reconstructed at once; does not change the result "
-            "(default: %(default)s)"
-        ),
-    )
+    _argtypes.add_quiet_argument(parser)
     parser.set_defaults(func=_cmd_evaluate)
 
 
@@ -306,15 +295,16 @@ def _cmd_evaluate(args):
     model, _ = load_model_dir(args.model)
     x, _ = datasets.load(args.dataset, args.split, data_dir=args.data_dir)
     try:
-        error = reconstruction_error(model, x, batch_size=args.batch_size)
+        error = reconstruction_error(model, x)
     except ValueError as err:
         raise ValueError(
             f"cannot evaluate {args.model} on {args.dataset!r} ({args.split} split): {err}"
         ) from err
-    print(
-        f"Reconstruction error of {args.model} on {args.dataset} ({args.split} split, "
-        f"{len(x)} samples): {error:.6g}"
-    )
+    if not args.quiet:
+        print(
+            f"Reconstruction error of {args.model} on {args.dataset} ({args.split} split, "
+            f"{len(x)} samples): {error:.6g}"
+        )
     return {
         "reconstruction_error": error,
         "n": len(x),
@@ -337,9 +327,10 @@ def _add_generate_parser(subparsers):
         "mean_mi, seconds, samples_per_second, config, versions). Results are written in\n"
         "chunks as they are made: rerun the same command after an interruption and it\n"
         "resumes; a different configuration into the same DIR is refused.",
-        "  uae generate --model runs/conv-mnist5k --dataset mnist5k --limit 200 --out runs/uae\n"
-        "  uae generate --model runs/conv-mnist5k --dataset mnist5k --preset paper \\\n"
-        "      --batch-size 8 --out runs/uae-paper\n"
+        "  uae generate --model runs/conv-mnist5k --dataset mnist5k --limit 200 \\\n"
+        "      --preset fast --out runs/uae\n"
+        "  uae generate --model runs/conv-mnist5k --dataset mnist5k --attack-batch-size 32 \\\n"
+        "      --out runs/uae-paper   # the paper's settings, on a GPU\n"
         "  uae generate --model runs/conv-mnist5k --dataset mnist5k --method gaussian \\\n"
         "      --sigma 0.01 --out runs/ga-0.01",
     )
@@ -368,20 +359,16 @@ def _add_generate_parser(subparsers):
         "(Gaussian projections) or auto (conv if the model has one; default)",
     )
     parser.add_argument(
-        "--preset", choices=sorted(PRESETS), default="fast",
-        help="attack settings: 'paper' (T=40, 20 MINE steps) or 'fast' (T=20, 5 MINE "
-        "steps; default)",
+        "--preset", choices=sorted(PRESETS), default="paper",
+        help="attack settings: 'paper' (T=40, 20 MINE steps; default, tens of seconds a "
+        "sample on a CPU with the conv view) or 'fast' (T=20, 5 MINE steps)",
     )
-    parser.add_argument(
-        "--batch-size", type=_int_at_least(1), metavar="B",
-        help="samples attacked at once; does not change the results (default: 32 with a "
-        "GPU, else 1, the fastest on a CPU)",
-    )
+    _argtypes.add_attack_batch_size_argument(parser)
     parser.add_argument(
         "--seed", type=_int_at_least(0), default=0, metavar="S",
         help="random seed (default: %(default)s)",
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    _argtypes.add_quiet_argument(parser)
     parser.add_argument("--out", required=True, metavar="DIR", help="results directory")
     parser.set_defaults(func=_cmd_generate)
 
@@ -408,7 +395,7 @@ def _cmd_generate(args):
         extra = {"initial_perturbation": args.initial_perturbation}
     summary = generate(
         model, x, args.out, method=args.method, preset=args.preset, view=args.view,
-        batch_size=args.batch_size, seed=args.seed, verbose=not args.quiet, config=config,
+        batch_size=args.attack_batch_size, seed=args.seed, verbose=not args.quiet, config=config,
         **extra,
     ).summary
     if not args.quiet:
@@ -441,7 +428,7 @@ def _add_demo_parser(subparsers):
     parser.add_argument(
         "--out", default="uae-demo", metavar="DIR", help="output directory (default: %(default)s)"
     )
-    parser.add_argument("--quiet", action="store_true", help="print only the final JSON line")
+    _argtypes.add_quiet_argument(parser)
     parser.set_defaults(func=_cmd_demo)
 
 
@@ -509,7 +496,8 @@ def build_parser():
             "examples:\n"
             "  uae train --arch conv --dataset mnist5k --out runs/conv-mnist5k\n"
             "  uae evaluate --model runs/conv-mnist5k --dataset mnist5k\n"
-            "  uae generate --model runs/conv-mnist5k --dataset mnist5k --limit 200 --out runs/uae\n\n"
+            "  uae generate --model runs/conv-mnist5k --dataset mnist5k --limit 200 --preset fast \\\n"
+            "      --out runs/uae\n\n"
             "Run 'uae COMMAND --help' for a command's options."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,

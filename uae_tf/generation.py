@@ -107,7 +107,7 @@ def generate(
     out,
     indices=None,
     method="mine",
-    preset="fast",
+    preset="paper",
     view="auto",
     batch_size=None,
     seed=0,

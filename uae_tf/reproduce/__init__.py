@@ -4,7 +4,7 @@ Each experiment is a keyword function that runs it into a directory and returns
 its report (the dict written to ``OUT/report.json``), callable from Python:
 
 >>> from uae_tf import reproduce
->>> report = reproduce.run_table3("runs/table3", n=2, iterations=4,
+>>> report = reproduce.run_table3("runs/table3", n=2, steps=4,
 ...                               search_steps=2)  # doctest: +SKIP
 
 * :func:`run_table3` -- Table 3 / Figure 2: MinMax against the penalty method;

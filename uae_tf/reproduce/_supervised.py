@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from uae_tf import datasets
-from uae_tf._argtypes import int_at_least
+from uae_tf._argtypes import add_quiet_argument, int_at_least
 from uae_tf.models.classifiers import predict_labels, train_classifier
 from uae_tf.runs import array_sha256, file_sha256, model_file, train_once
 from uae_tf.training import load_model_dir
@@ -48,7 +48,7 @@ def add_run_arguments(parser, seed_of):
         "--seed", type=int_at_least(0), default=0, metavar="S",
         help=f"seed of {seed_of} (default: %(default)s)",
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    add_quiet_argument(parser)
     parser.add_argument("--out", required=True, metavar="DIR", help="results directory")
 
 

@@ -31,7 +31,7 @@ import numpy as np
 
 from uae_tf import datasets
 from uae_tf._argtypes import initial_perturbation as parse_initial_perturbation
-from uae_tf._argtypes import int_at_least
+from uae_tf._argtypes import add_steps_arguments, int_at_least
 from uae_tf.attacks import PGDAttack
 from uae_tf.augmentation import augmentation_pool
 from uae_tf.generation import generate
@@ -58,12 +58,12 @@ NAME = "robustness"
 SUMMARY = "Appendix I: PGD ASR against epsilon for classifiers trained with and without UAEs."
 
 DEFAULT_EPSILONS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
-DEFAULT_TRAIN_LIMIT = 250
+DEFAULT_LIMIT = 250
 DEFAULT_N = 100
 DEFAULT_CLASSIFIER_EPOCHS = 30
-DEFAULT_AE_EPOCHS = 5
-DEFAULT_UAE_STEPS = 20
-DEFAULT_UAE_MINE_STEPS = 1
+DEFAULT_AUTOENCODER_EPOCHS = 5
+DEFAULT_STEPS = 20
+DEFAULT_MINE_STEPS = 1
 PGD_STEPS = 100
 PGD_STEP_SIZE = 0.01
 CHUNK_SIZE = 128
@@ -75,14 +75,14 @@ def run_robustness(
     out,
     dataset="mnist5k",
     data_dir=None,
-    train_limit=DEFAULT_TRAIN_LIMIT,
+    limit=DEFAULT_LIMIT,
     n=DEFAULT_N,
     epsilons=DEFAULT_EPSILONS,
     classifier_epochs=DEFAULT_CLASSIFIER_EPOCHS,
     autoencoder=None,
-    ae_epochs=DEFAULT_AE_EPOCHS,
-    uae_steps=DEFAULT_UAE_STEPS,
-    uae_mine_steps=DEFAULT_UAE_MINE_STEPS,
+    autoencoder_epochs=DEFAULT_AUTOENCODER_EPOCHS,
+    steps=DEFAULT_STEPS,
+    mine_steps=DEFAULT_MINE_STEPS,
     initial_perturbation="glorot",
     seed=0,
     verbose=True,
@@ -90,24 +90,24 @@ def run_robustness(
     """Runs the appendix I robustness experiment into ``out`` (resuming what is there).
 
     Every model trained into ``out`` is trained once and reused while its settings
-    hold; rerun with other settings (``ae_epochs``, say), it is refused with
+    hold; rerun with other settings (``autoencoder_epochs``, say), it is refused with
     :class:`uae_tf.runs.ConfigMismatchError` naming what changed.
 
     Args:
         out: Experiment directory.
         dataset: Dataset (train split for the classifiers and UAEs, test split for PGD).
         data_dir: tensorflow-datasets cache directory.
-        train_limit: Train both classifiers on the first ``train_limit`` training
-            samples, with as many UAEs for Std-UAE.
+        limit: Train both classifiers on the first ``limit`` training samples,
+            with as many UAEs for Std-UAE.
         n: Test samples attacked, classified correctly by both models.
         epsilons: L-infinity bounds of PGD.
         classifier_epochs: Epochs of Std-UAE; Std, on half the data, trains twice
             as many (the same SGD steps).
         autoencoder: Path of the conv autoencoder for the UAEs (``uae train --arch
             conv`` output); default: train one into ``out/autoencoder``, or reuse it.
-        ae_epochs: Epochs when training the autoencoder.
-        uae_steps: MinMax iterations per UAE.
-        uae_mine_steps: MINE steps per iteration.
+        autoencoder_epochs: Epochs when training the autoencoder.
+        steps: MinMax iterations per UAE.
+        mine_steps: MINE steps per iteration.
         initial_perturbation: Start of delta, ``"glorot"`` or a radius in [0, 1].
         seed: Seed of the models and attacks.
         verbose: Print progress.
@@ -128,14 +128,15 @@ def run_robustness(
     say = printer(verbose)
     fit_verbosity = 2 if verbose else 0
     x_train, y_train = datasets.load(dataset, "train", data_dir=data_dir)
-    x_train, y_train = x_train[:train_limit], y_train[:train_limit]
+    x_train, y_train = x_train[:limit], y_train[:limit]
 
     if autoencoder is None:
         autoencoder = out / "autoencoder"
         train_once(
-            autoencoder, {"arch": "conv", "dataset": dataset, "epochs": ae_epochs, "seed": seed},
+            autoencoder,
+            {"arch": "conv", "dataset": dataset, "epochs": autoencoder_epochs, "seed": seed},
             lambda directory: train_autoencoder(
-                "conv", dataset, epochs=ae_epochs, seed=seed, out=directory,
+                "conv", dataset, epochs=autoencoder_epochs, seed=seed, out=directory,
                 data_dir=data_dir, verbose=fit_verbosity,
             ),
         )
@@ -145,8 +146,8 @@ def run_robustness(
     uaes = generate(
         phi, x_train, out / "uae", preset="fast", seed=seed, verbose=verbose,
         config={"autoencoder_sha256": file_sha256(ae_file),
-                "dataset": dataset, "train_limit": train_limit},
-        steps=uae_steps, similarity={"mine_steps": uae_mine_steps},
+                "dataset": dataset, "limit": limit},
+        steps=steps, similarity={"mine_steps": mine_steps},
         initial_perturbation=initial_perturbation,
     )
     # A failed UAE is replaced by its original ("replicate to keep balance").
@@ -193,15 +194,15 @@ def run_robustness(
         "rows": rows,
         "config": {
             "dataset": dataset,
-            "train_limit": train_limit,
+            "limit": limit,
             "n": n,
             "indices": indices.tolist(),
             "epsilons": list(epsilons),
             "pgd": {"steps": PGD_STEPS, "step_size": PGD_STEP_SIZE, "loss": "margin"},
             "classifier_epochs": {"std": 2 * classifier_epochs, "std_uae": classifier_epochs},
             "autoencoder": str(ae_file),
-            "uae": {"asr": uaes.attack_success_rate, "preset": "fast", "steps": uae_steps,
-                    "mine_steps": uae_mine_steps,
+            "uae": {"asr": uaes.attack_success_rate, "preset": "fast", "steps": steps,
+                    "mine_steps": mine_steps,
                     "initial_perturbation": initial_perturbation},
             "classifiers": facts,
             "seed": seed,
@@ -231,7 +232,7 @@ def add_arguments(parser):
     """Adds the experiment's options to ``parser``."""
     _supervised.add_dataset_arguments(parser, "dataset")
     parser.add_argument(
-        "--train-limit", type=int_at_least(1), default=DEFAULT_TRAIN_LIMIT, metavar="M",
+        "--limit", type=int_at_least(1), default=DEFAULT_LIMIT, metavar="M",
         help="train both classifiers on the first M training samples, with M UAEs for "
         "Std-UAE (default: %(default)s)",
     )
@@ -254,17 +255,10 @@ def add_arguments(parser):
         "one into OUT/autoencoder, or reuse the one there",
     )
     parser.add_argument(
-        "--ae-epochs", type=int_at_least(1), default=DEFAULT_AE_EPOCHS, metavar="E",
+        "--autoencoder-epochs", type=int_at_least(1), default=DEFAULT_AUTOENCODER_EPOCHS, metavar="E",
         help="epochs when training the autoencoder (default: %(default)s)",
     )
-    parser.add_argument(
-        "--uae-steps", type=int_at_least(1), default=DEFAULT_UAE_STEPS, metavar="T",
-        help="MinMax iterations per UAE (default: %(default)s; fast preset: 20, paper: 40)",
-    )
-    parser.add_argument(
-        "--uae-mine-steps", type=int_at_least(1), default=DEFAULT_UAE_MINE_STEPS, metavar="K",
-        help="MINE steps per iteration (default: %(default)s; fast preset: 5, paper: 20)",
-    )
+    add_steps_arguments(parser, DEFAULT_STEPS, DEFAULT_MINE_STEPS, what="per UAE")
     parser.add_argument(
         "--initial-perturbation", type=parse_initial_perturbation, default="glorot",
         metavar="R",
@@ -276,11 +270,11 @@ def add_arguments(parser):
 def run(args):
     """``uae reproduce robustness``: runs :func:`run_robustness` from parsed arguments."""
     report = run_robustness(
-        args.out, dataset=args.dataset, data_dir=args.data_dir, train_limit=args.train_limit,
+        args.out, dataset=args.dataset, data_dir=args.data_dir, limit=args.limit,
         n=args.n, epsilons=args.epsilons, classifier_epochs=args.classifier_epochs,
-        autoencoder=args.autoencoder, ae_epochs=args.ae_epochs, uae_steps=args.uae_steps,
-        uae_mine_steps=args.uae_mine_steps, initial_perturbation=args.initial_perturbation,
-        seed=args.seed, verbose=not args.quiet,
+        autoencoder=args.autoencoder, autoencoder_epochs=args.autoencoder_epochs,
+        steps=args.steps, mine_steps=args.mine_steps,
+        initial_perturbation=args.initial_perturbation, seed=args.seed, verbose=not args.quiet,
     )
     return {"out": str(args.out), "rows": report["rows"], "seconds": report["seconds"]}
 
@@ -313,7 +307,7 @@ def _markdown(report):
     lines = [
         "# Appendix I: robustness after UAE augmentation",
         "",
-        f"Classifiers trained on the first {config['train_limit']} training samples of "
+        f"Classifiers trained on the first {config['limit']} training samples of "
         f"`{config['dataset']}` (Std {config['classifier_epochs']['std']} epochs, Std-UAE "
         f"{config['classifier_epochs']['std_uae']}: the same SGD steps); Std-UAE also on one "
         f"MINE-UAE per sample ({uae['steps']} MinMax iterations of {uae['mine_steps']} MINE "

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from uae_tf._argtypes import int_at_least
+from uae_tf._argtypes import add_attack_batch_size_argument, int_at_least
 from uae_tf.attacks import MinMaxAttack, PenaltyAttack
 from uae_tf.models.classifiers import predict_labels
 from uae_tf.criteria import MarginCriterion
@@ -50,7 +50,7 @@ NAME = "table3"
 SUMMARY = "Table 3 / Figure 2: MinMax against the penalty method with binary search."
 
 DEFAULT_N = 16
-DEFAULT_ITERATIONS = 270
+DEFAULT_STEPS = 270
 DEFAULT_SEARCH_STEPS = 9
 DEFAULT_CLASSIFIER_EPOCHS = 15
 CHUNK_SIZE = 8
@@ -65,10 +65,10 @@ def run_table3(
     data_dir=None,
     classifier_epochs=DEFAULT_CLASSIFIER_EPOCHS,
     n=DEFAULT_N,
-    iterations=DEFAULT_ITERATIONS,
+    steps=DEFAULT_STEPS,
     search_steps=DEFAULT_SEARCH_STEPS,
     view="auto",
-    batch_size=None,
+    attack_batch_size=None,
     seed=0,
     verbose=True,
 ):
@@ -83,17 +83,17 @@ def run_table3(
         data_dir: tensorflow-datasets cache directory.
         classifier_epochs: Epochs when training the classifier.
         n: Correctly classified test samples attacked (paper: 1000).
-        iterations: T, total attack iterations of each method (paper: 9000).
+        steps: T, total attack iterations of each method (paper: 9000).
         search_steps: B, binary search steps of the penalty method; T must be a
             multiple of B.
         view: Per-sample MINE view (``auto``, ``conv``, ``random``).
-        batch_size: Samples attacked at once; does not change the results.
+        attack_batch_size: Samples attacked at once; does not change the results.
         seed: Seed of the classifier and the attacks.
         verbose: Print progress.
 
     Returns:
         The report written to ``out/report.json``: ``rows`` (one per method:
-        ``method``, ``asr``, ``mi``, ``mi_std``, ``l2``, ``n``, ``iterations``,
+        ``method``, ``asr``, ``mi``, ``mi_std``, ``l2``, ``n``, ``steps``,
         ``seconds``), ``paper`` (Table 3's numbers), ``config`` and ``seconds``.
 
     Raises:
@@ -102,15 +102,15 @@ def run_table3(
 
     Example:
 
-    >>> report = run_table3("runs/table3", n=2, iterations=4, search_steps=2)  # doctest: +SKIP
+    >>> report = run_table3("runs/table3", n=2, steps=4, search_steps=2)  # doctest: +SKIP
     >>> [row["method"] for row in report["rows"]]  # doctest: +SKIP
     ['minmax', 'penalty']
     """
     began = time.perf_counter()
-    if iterations % search_steps:
+    if steps % search_steps:
         raise ValueError(
-            f"iterations must be a multiple of search_steps (T = B * T'). Received: "
-            f"iterations={iterations}, search_steps={search_steps}"
+            f"steps must be a multiple of search_steps (T = B * T'). Received: "
+            f"steps={steps}, search_steps={search_steps}"
         )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -121,17 +121,17 @@ def run_table3(
 
     criterion = MarginCriterion(model)
     common = {"similarity": {"name": "mine", "view": view}, "seed": seed,
-              "batch_size": batch_size}
+              "batch_size": attack_batch_size}
     attacks = {
-        "minmax": MinMaxAttack(criterion, steps=iterations, **common),
+        "minmax": MinMaxAttack(criterion, steps=steps, **common),
         "penalty": PenaltyAttack(
             criterion, search_steps=search_steps,
-            steps=iterations // search_steps, **common,
+            steps=steps // search_steps, **common,
         ),
     }
     rows, histories = [], {}
     for method, attack in attacks.items():
-        say(f"{method}: {n} samples x {iterations} iterations ...")
+        say(f"{method}: {n} samples x {steps} iterations ...")
         config = {
             "model_sha256": model_facts["sha256"],
             "dataset": dataset,
@@ -158,9 +158,9 @@ def run_table3(
             "dataset": dataset,
             "n": n,
             "indices": indices.tolist(),
-            "iterations": iterations,
+            "steps": steps,
             "search_steps": search_steps,
-            "iterations_per_search_step": iterations // search_steps,
+            "steps_per_search_step": steps // search_steps,
             "view": view,
             "seed": seed,
             "classifier": model_facts,
@@ -182,7 +182,7 @@ def add_arguments(parser):
         help="correctly classified test samples attacked (default: %(default)s; paper: 1000)",
     )
     parser.add_argument(
-        "--iterations", type=int_at_least(1), default=DEFAULT_ITERATIONS, metavar="T",
+        "--steps", type=int_at_least(1), default=DEFAULT_STEPS, metavar="T",
         help="total attack iterations of each method, a multiple of B (default: "
         "%(default)s; paper: 9000)",
     )
@@ -195,11 +195,7 @@ def add_arguments(parser):
         help="per-sample MINE view (default: auto, the conv view of the classifier's first "
         "Conv2D, as the paper)",
     )
-    parser.add_argument(
-        "--batch-size", type=int_at_least(1), metavar="B",
-        help="samples attacked at once; does not change results (default: 32 with a GPU, "
-        "else 1)",
-    )
+    add_attack_batch_size_argument(parser)
     _supervised.add_run_arguments(parser, seed_of="the classifier and of the attacks")
 
 
@@ -207,8 +203,8 @@ def run(args):
     """``uae reproduce table3``: runs :func:`run_table3` from parsed arguments."""
     report = run_table3(
         args.out, model=args.model, dataset=args.dataset, data_dir=args.data_dir,
-        classifier_epochs=args.classifier_epochs, n=args.n, iterations=args.iterations,
-        search_steps=args.search_steps, view=args.view, batch_size=args.batch_size,
+        classifier_epochs=args.classifier_epochs, n=args.n, steps=args.steps,
+        search_steps=args.search_steps, view=args.view, attack_batch_size=args.attack_batch_size,
         seed=args.seed, verbose=not args.quiet,
     )
     return {"out": str(args.out), "rows": report["rows"], "seconds": report["seconds"]}
@@ -225,7 +221,7 @@ def _row(method, model, result, x, labels, seconds):
         "mi_std": float(np.std(mi)) if len(mi) else None,
         "l2": mean_or_none(distances(x, result.x_adv)["l2"][success]),
         "n": len(labels),
-        "iterations": int(result.mi_history.shape[1]),
+        "steps": int(result.mi_history.shape[1]),
         "seconds": seconds,
     }
 
@@ -266,9 +262,9 @@ def _markdown(report):
         "# Table 3: MinMax against the penalty method with binary search",
         "",
         f"{config['n']} correctly classified test samples of `{config['dataset']}`, "
-        f"untargeted C&W margin (kappa = 0), {config['iterations']} iterations per method; "
+        f"untargeted C&W margin (kappa = 0), {config['steps']} iterations per method; "
         f"penalty: {config['search_steps']} binary search steps of "
-        f"{config['iterations_per_search_step']} iterations. Classifier test accuracy: "
+        f"{config['steps_per_search_step']} iterations. Classifier test accuracy: "
         f"{cell(config['classifier'].get('test_accuracy'), '.2%')}. ASR is recomputed from "
         "the classifier's predictions on the returned examples; MI (mean ± std) and L2 "
         "distortion are over the successful ones.",

@@ -38,7 +38,7 @@ import numpy as np
 import autoencoders
 from uae_tf import datasets, training
 from uae_tf._argtypes import initial_perturbation as parse_initial_perturbation
-from uae_tf._argtypes import int_at_least
+from uae_tf._argtypes import add_attack_batch_size_argument, add_quiet_argument, int_at_least
 from uae_tf._validation import check_positive_int
 from uae_tf.criteria import ReconstructionCriterion
 from uae_tf.generation import generate
@@ -372,10 +372,9 @@ def add_arguments(parser):
                         metavar="R",
                         help="delta_0 of the attacks: 'glorot' (published code; default), 0 "
                         "(Algorithm 1) or a radius")
-    parser.add_argument("--batch-size", type=int_at_least(1), metavar="B",
-                        help="samples attacked at once (default: 32 with a GPU, else 1)")
+    add_attack_batch_size_argument(parser)
     parser.add_argument("--data-dir", metavar="DIR", help="tensorflow-datasets cache directory")
-    parser.add_argument("--quiet", action="store_true", help="print only the final JSON line")
+    add_quiet_argument(parser)
     parser.add_argument("--out", required=True, metavar="DIR", help="experiment directory")
 
 
@@ -386,7 +385,7 @@ def run(args):
         limit=args.limit, view=args.view, epochs=args.epochs,
         augmented_epochs=args.augmented_epochs,
         initial_perturbation=args.initial_perturbation,
-        attack_batch_size=args.batch_size, seed=args.seed, data_dir=args.data_dir,
+        attack_batch_size=args.attack_batch_size, seed=args.seed, data_dir=args.data_dir,
         verbose=not args.quiet,
     )
     if not args.quiet:
