@@ -14,7 +14,7 @@ results in a directory that carries the config that made them:
 * :func:`versions` is the provenance recorded next to every result.
 """
 
-from uae_tf._provenance import versions
+from uae_tf.runs.provenance import versions
 from uae_tf.runs.chunks import attack_in_chunks
 from uae_tf.runs.config import ConfigMismatchError, attack_config, check_config, read_json
 from uae_tf.runs.hashes import array_sha256, file_sha256
