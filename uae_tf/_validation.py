@@ -46,6 +46,20 @@ def check_images(x, name="x", expected_shape=None):
     return arr
 
 
+def check_choice(value, choices, name):
+    """Returns ``value``, or raises a ValueError naming it unless it is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}. Received: {name}={value!r}")
+    return value
+
+
+def check_seed(seed, name="seed"):
+    """Returns ``seed`` as int, or raises a ValueError naming it unless it is an integer >= 0."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"{name} must be an integer >= 0. Received: {name}={seed!r}")
+    return int(seed)
+
+
 def check_positive_int(value, name):
     """Returns ``value`` as int, or raises a ValueError naming it unless it is >= 1."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:

@@ -20,7 +20,6 @@ Example:
 """
 
 import json
-import numbers
 import os
 import time
 import zipfile
@@ -32,7 +31,7 @@ import autoencoders
 from uae_tf import datasets
 from uae_tf._batches import shuffled_batches
 from uae_tf._io import write_json_atomic
-from uae_tf._validation import check_positive_int
+from uae_tf._validation import check_choice, check_positive_int, check_seed
 from uae_tf.augmentation import UAESequence
 from uae_tf.evaluation import reconstruction_error
 from uae_tf.generation import GenerationResults, load_results
@@ -109,23 +108,15 @@ def train_autoencoder(
     >>> sorted(record["history"])  # doctest: +SKIP
     ['loss']
     """
-    if arch not in autoencoders.ARCHITECTURES:
-        raise ValueError(
-            f"arch must be one of {autoencoders.ARCHITECTURES}. Received: arch={arch!r}"
-        )
-    if dataset not in datasets.DATASETS:
-        raise ValueError(
-            f"dataset must be one of {datasets.DATASETS}. Received: dataset={dataset!r}"
-        )
+    check_choice(arch, autoencoders.ARCHITECTURES, "arch")
+    check_choice(dataset, datasets.DATASETS, "dataset")
     if epochs is None:
         epochs = autoencoders.default_epochs(arch, dataset, augmented=augmentation is not None)
     epochs = check_positive_int(epochs, "epochs")
     if batch_size is None:
         batch_size = autoencoders.default_batch_size
     batch_size = check_positive_int(batch_size, "batch_size")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0. Received: seed={seed!r}")
-    seed = int(seed)
+    seed = check_seed(seed)
     if out is not None:
         # Created first, so an unusable ``out`` fails before a long training, not after.
         out = Path(out)

@@ -30,7 +30,6 @@ Example:
 0.97...
 """
 
-import numbers
 import time
 from pathlib import Path
 
@@ -41,7 +40,7 @@ from autoencoders._common import check_input_shape, kernel_initializer
 from uae_tf import datasets
 from uae_tf._batches import shuffled_batches
 from uae_tf._io import write_json_atomic
-from uae_tf._validation import check_images, check_positive_int
+from uae_tf._validation import check_choice, check_images, check_positive_int, check_seed
 from uae_tf.runs import MODEL_FILE, RECORD_FILE, versions
 from uae_tf.training import _save_model_atomic
 
@@ -197,14 +196,11 @@ def train_classifier(
     >>> sorted(record["history"])  # doctest: +SKIP
     ['accuracy', 'loss']
     """
-    if dataset not in datasets.DATASETS:
-        raise ValueError(f"dataset must be one of {datasets.DATASETS}. Received: dataset={dataset!r}")
+    check_choice(dataset, datasets.DATASETS, "dataset")
     epochs = check_positive_int(DEFAULT_EPOCHS if epochs is None else epochs, "epochs")
     batch_size = check_positive_int(
         DEFAULT_BATCH_SIZE if batch_size is None else batch_size, "batch_size")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0. Received: seed={seed!r}")
-    seed = int(seed)
+    seed = check_seed(seed)
     if limit is not None:
         limit = check_positive_int(limit, "limit")
     if (x is None) != (y is None):
