@@ -7,6 +7,7 @@ L2-UAE baseline (:class:`L2Similarity`), or a user's own subclass of
 that :func:`get` turns into objects.
 """
 
+import abc
 import functools
 
 import tensorflow as tf
@@ -41,7 +42,7 @@ def _build_once(build):
     return wrapper
 
 
-class Similarity:
+class Similarity(abc.ABC):
     """Base class of similarities S(x, x + delta), batched over samples.
 
     The attacks minimize ``F = c * f+(x + delta) + sign * S`` with ``sign = +1``
@@ -114,6 +115,7 @@ class Similarity:
         if "build" in vars(cls):
             cls.build = _build_once(vars(cls)["build"])
 
+    @abc.abstractmethod
     def initial_state(self, x, seeds, num_draws):
         """Returns the per-sample state (a nest of ``[B, ...]`` tensors) for clean ``x``.
 
@@ -123,15 +125,14 @@ class Similarity:
             num_draws: Random draws the attack will use (``steps *
                 draws_per_iteration``); draw them here so the loop has no random op.
         """
-        raise NotImplementedError(f"{type(self).__name__} must implement initial_state.")
 
+    @abc.abstractmethod
     def score(self, state, x_adv, counter):
         """Returns the ``[B]`` similarity at ``x_adv``, differentiable in ``x_adv``."""
-        raise NotImplementedError(f"{type(self).__name__} must implement score.")
 
+    @abc.abstractmethod
     def update(self, state, x_adv, counter):
         """Fits the state at ``x_adv``; returns ``(state, [B] similarity)``."""
-        raise NotImplementedError(f"{type(self).__name__} must implement update.")
 
     def get_config(self):
         """Returns the settings as a JSON-serializable dict with the ``"name"``."""

@@ -1,6 +1,7 @@
 """What every attack returns, and the base they share: input checks, batching,
 the compiled loop with its XLA fallback, and ``repr``."""
 
+import abc
 import dataclasses
 import warnings
 
@@ -68,7 +69,7 @@ def run_in_batches(run_batch, arrays, batch_size, verbose=False):
     return AttackResult.concatenate(results)
 
 
-class Attack:
+class Attack(abc.ABC):
     """Base of the attacks: input checks, batching, the compiled loop and ``repr``.
 
     A subclass implements ``_settings()`` (its part of ``get_config``),
@@ -117,8 +118,9 @@ class Attack:
             "jit_compile": self.jit_compile,
         }
 
+    @abc.abstractmethod
     def _settings(self):
-        raise NotImplementedError(f"{type(self).__name__} must implement _settings.")
+        """Returns the subclass's settings for :meth:`get_config`."""
 
     def __repr__(self):
         settings = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "attack")
