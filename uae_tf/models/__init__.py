@@ -19,8 +19,7 @@ Example:
 """
 
 from uae_tf.models.classifiers import build_classifier, train_classifier
-from uae_tf.models.simclr import LARS, SimCLR, build_simclr, nt_xent
-from uae_tf.models.simclr_augment import SimCLRAugmentation
+from uae_tf.models.simclr import LARS, SimCLR, build_simclr
 from uae_tf.models.simclr_training import contrastive_loss, linear_probe, train_simclr
 from uae_tf.models.registry import ARCHITECTURES, KINDS, Architecture, build, get
 
@@ -30,14 +29,12 @@ __all__ = [
     "KINDS",
     "LARS",
     "SimCLR",
-    "SimCLRAugmentation",
     "build",
     "build_classifier",
     "build_simclr",
     "contrastive_loss",
     "get",
     "linear_probe",
-    "nt_xent",
     "train_classifier",
     "train_simclr",
 ]

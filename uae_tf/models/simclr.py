@@ -2,8 +2,9 @@
 
 :class:`SimCLR` is a ``keras.Model`` with its own ``train_step``, in the shape of
 keras-io's SimCLR example: every step augments the batch twice
-(:class:`~uae_tf.models.simclr_augment.SimCLRAugmentation`), encodes and projects
-both views, and minimizes the NT-Xent loss (:func:`nt_xent`, temperature 0.5).
+(:class:`~uae_tf.contrastive.SimCLRAugmentation`), encodes and projects both
+views, and minimizes the NT-Xent loss (:func:`~uae_tf.contrastive.nt_xent`,
+temperature 0.5).
 
 * encoders: ``"resnet18"``, ResNet-18 with the CIFAR stem (3x3 stride-1
   convolution, no max-pool; 512-d features), the paper's; ``"small"``, three
@@ -26,49 +27,11 @@ Example:
 import keras
 import tensorflow as tf
 
-from uae_tf.models.simclr_augment import SimCLRAugmentation
+from uae_tf.contrastive import TEMPERATURE, SimCLRAugmentation, nt_xent
 
 ENCODERS = ("small", "resnet18")
 OPTIMIZERS = ("adam", "lars")
-TEMPERATURE = 0.5
 PROJECTION_DIM = 128
-_LARGE = 1e9
-
-
-def nt_xent(z1, z2, temperature=TEMPERATURE):
-    """The NT-Xent loss of paired views, as the published SimCLR code computes it.
-
-    Rows ``z1[i]`` and ``z2[i]`` are the two views of sample i; every other row of
-    both is a negative. With cosine similarities over the temperature,
-    ``loss_a = mean_i CE(i, [sim(z1_i, z2), sim(z1_i, z1) without i])``, ``loss_b``
-    the same from ``z2``, and the loss is ``loss_a + loss_b`` (SimCLR's
-    ``add_contrastive_loss``; the paper's formula averages the two, half this).
-
-    Args:
-        z1: ``[..., N, D]`` projections of the first views.
-        z2: ``[..., N, D]`` projections of the second views.
-        temperature: tau > 0 (SimCLR on CIFAR-10: 0.5).
-
-    Returns:
-        ``[...]`` losses (a scalar for ``[N, D]`` inputs).
-
-    Example:
-
-    >>> nt_xent(tf.random.normal([8, 128]), tf.random.normal([8, 128])).shape
-    TensorShape([])
-    """
-    z1 = tf.math.l2_normalize(z1, axis=-1)
-    z2 = tf.math.l2_normalize(z2, axis=-1)
-    n = tf.shape(z1)[-2]
-    self_mask = _LARGE * tf.eye(n, dtype=z1.dtype)
-    ab = tf.linalg.matmul(z1, z2, transpose_b=True) / temperature
-    aa = tf.linalg.matmul(z1, z1, transpose_b=True) / temperature - self_mask
-    bb = tf.linalg.matmul(z2, z2, transpose_b=True) / temperature - self_mask
-    ba = tf.linalg.matrix_transpose(ab)
-    positive = tf.linalg.diag_part(ab)
-    loss_a = tf.reduce_logsumexp(tf.concat([ab, aa], -1), axis=-1) - positive
-    loss_b = tf.reduce_logsumexp(tf.concat([ba, bb], -1), axis=-1) - positive
-    return tf.reduce_mean(loss_a, axis=-1) + tf.reduce_mean(loss_b, axis=-1)
 
 
 def _initializer(seed, index):

@@ -28,7 +28,8 @@ from uae_tf._io import write_json_atomic
 from uae_tf._validation import check_positive_int
 from uae_tf.augmentation import UAESequence
 from uae_tf.generation import GenerationResults, load_results
-from uae_tf.models.simclr import build_simclr, nt_xent
+from uae_tf.contrastive import nt_xent
+from uae_tf.models.simclr import build_simclr
 from uae_tf.runs import MODEL_FILE, RECORD_FILE, versions
 from uae_tf.training import _save_model_atomic
 

@@ -1,4 +1,7 @@
-"""SimCLR's data augmentations as explicit, seeded, differentiable transformations.
+"""SimCLR's contrastive loss (NT-Xent) and its augmentations, seeded and differentiable.
+
+:func:`nt_xent` is the loss of SimCLR's training and of the contrastive attack
+criterion (:class:`uae_tf.criteria.ContrastiveCriterion`).
 
 SimCLR makes two views of every image by a random augmentation. Here an
 augmentation is two steps: :func:`draw_parameters` draws the parameters of V
@@ -35,10 +38,51 @@ COLOR_CROP_AREA = (0.08, 1.0)
 GRAYSCALE_CROP_AREA = (0.25, 1.0)
 ASPECT_RATIO = (3 / 4, 4 / 3)
 NOISE_STDDEV = 0.1
+TEMPERATURE = 0.5
+# The augmentation parameters of one view, as :func:`draw_parameters` returns them.
+PARAMETERS = ("box", "flip", "jitter", "brightness", "contrast", "saturation", "hue", "gray",
+              "noise")
+_LARGE = 1e9
 # RGB <-> YIQ: a hue shift is a rotation of the (I, Q) plane.
 _RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322],
                         [0.211, -0.523, 0.312]], np.float32)
 _YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ).astype(np.float32)
+
+
+def nt_xent(z1, z2, temperature=TEMPERATURE):
+    """The NT-Xent loss of paired views, as the published SimCLR code computes it.
+
+    Rows ``z1[i]`` and ``z2[i]`` are the two views of sample i; every other row of
+    both is a negative. With cosine similarities over the temperature,
+    ``loss_a = mean_i CE(i, [sim(z1_i, z2), sim(z1_i, z1) without i])``, ``loss_b``
+    the same from ``z2``, and the loss is ``loss_a + loss_b`` (SimCLR's
+    ``add_contrastive_loss``; the paper's formula averages the two, half this).
+
+    Args:
+        z1: ``[..., N, D]`` projections of the first views.
+        z2: ``[..., N, D]`` projections of the second views.
+        temperature: tau > 0 (SimCLR on CIFAR-10: 0.5).
+
+    Returns:
+        ``[...]`` losses (a scalar for ``[N, D]`` inputs).
+
+    Example:
+
+    >>> nt_xent(tf.random.normal([8, 128]), tf.random.normal([8, 128])).shape
+    TensorShape([])
+    """
+    z1 = tf.math.l2_normalize(z1, axis=-1)
+    z2 = tf.math.l2_normalize(z2, axis=-1)
+    n = tf.shape(z1)[-2]
+    self_mask = _LARGE * tf.eye(n, dtype=z1.dtype)
+    ab = tf.linalg.matmul(z1, z2, transpose_b=True) / temperature
+    aa = tf.linalg.matmul(z1, z1, transpose_b=True) / temperature - self_mask
+    bb = tf.linalg.matmul(z2, z2, transpose_b=True) / temperature - self_mask
+    ba = tf.linalg.matrix_transpose(ab)
+    positive = tf.linalg.diag_part(ab)
+    loss_a = tf.reduce_logsumexp(tf.concat([ab, aa], -1), axis=-1) - positive
+    loss_b = tf.reduce_logsumexp(tf.concat([ba, bb], -1), axis=-1) - positive
+    return tf.reduce_mean(loss_a, axis=-1) + tf.reduce_mean(loss_b, axis=-1)
 
 
 def _uniform(seed, stream, shape, low=0.0, high=1.0):
