@@ -9,6 +9,8 @@ from uae_tf import MinMaxAttack, UAESequence, _seeds, models
 from uae_tf.contrastive import SimCLRAugmentation, apply_parameters, draw_parameters, nt_xent
 from uae_tf.criteria import ContrastiveCriterion
 from uae_tf.models import LARS, SimCLR, build_simclr, linear_probe
+from uae_tf.reproduce import run_figure10b, run_table7
+from uae_tf.runs import ConfigMismatchError
 
 ATTACK = dict(steps=3, similarity={"name": "mine", "mine_steps": 1}, initial_perturbation="glorot",
               const_decay_power=0.5, seed=3)
@@ -135,3 +137,26 @@ def test_registry_knows_simclr():
     assert entry.default_epochs("cifar10") == 1000 and entry.default_epochs("cifar10", True) == 1500
     assert models.build("simclr", (32, 32, 3), seed=0, encoder="resnet18", optimizer="lars",
                         total_steps=10).encoder.layers[1].name == "stem_conv"
+
+
+def test_table7_schema_resume_refused_config_and_figure10b(tmp_path):
+    settings = dict(limit=8, epochs=1, augmented_epochs=1, pairs=2, steps=2,
+                    attack_batch_size=8, verbose=False)
+    report = run_table7("mnist5k", tmp_path, **settings)
+    assert [row["method"] for row in report["rows"]] == ["original", "mine-uae",
+                                                         "original-same-steps"]
+    row = report["rows"][1]
+    assert {"test_loss", "accuracy", "asr", "epochs", "steps"} <= set(row)
+    assert 0 <= row["asr"] <= 1 and report["rows"][2]["steps"] >= row["steps"]
+    assert (tmp_path / "report.md").read_text().count("0.29010") == 1
+    again = run_table7("mnist5k", tmp_path, **settings)
+    assert again["rows"] == report["rows"]
+    with pytest.raises(ConfigMismatchError, match="pairs"):
+        run_table7("mnist5k", tmp_path, **{**settings, "pairs": 3})
+
+    robustness = run_figure10b(tmp_path, tmp_path / "fig10b", n=2, epsilons=(1 / 255, 8 / 255),
+                               verbose=False)
+    assert [(r["model"], r["epsilon"]) for r in robustness["rows"]] == [
+        ("original", 1 / 255), ("original", 8 / 255), ("mine-uae", 1 / 255),
+        ("mine-uae", 8 / 255)]
+    assert (tmp_path / "fig10b" / "figure10b.png").is_file()

@@ -31,7 +31,7 @@ from uae_tf.generation import GenerationResults, load_results
 from uae_tf.contrastive import nt_xent
 from uae_tf.models.simclr import build_simclr
 from uae_tf.runs import MODEL_FILE, RECORD_FILE, versions
-from uae_tf.training import _save_model_atomic
+from uae_tf.training import _augmentation_config, _save_model_atomic
 
 # The paper's recipe (CIFAR-10, ResNet-18, batch 512, LARS: published README) and
 # a CPU one (small encoder, Adam).
@@ -174,9 +174,7 @@ def train_simclr(dataset, epochs=None, batch_size=None, seed=0, out=None, data_d
     if augmentation is not None:
         if not isinstance(augmentation, GenerationResults):
             augmentation = load_results(augmentation)
-        augmentation_config = {"path": str(augmentation.path), "method": augmentation.method,
-                               "n": len(augmentation), "asr": augmentation.attack_success_rate,
-                               "uae_sha256": augmentation.sha256}
+        augmentation_config = _augmentation_config(augmentation, dataset)
         data = UAESequence.from_results(x, augmentation, batch_size=batch_size, seed=seed)
         fit_args, steps_per_epoch = {"x": data}, len(data)
     else:
