@@ -22,6 +22,7 @@ def test_registry_holds_every_architecture_with_its_kind():
     assert kinds == {
         **{name: "autoencoder" for name in autoencoders.ARCHITECTURES},
         "classifier": "classifier",
+        "simclr": "contrastive",
     }
     assert all(entry.name == name for name, entry in models.ARCHITECTURES.items())
     assert set(kinds.values()) <= set(models.KINDS)

@@ -102,11 +102,13 @@ def _add_train_parser(subparsers):
         "Writes DIR/model.keras (the reconstruction model Phi) and DIR/train.json (loss\n"
         "history, config, package versions, wall time, training reconstruction error).\n"
         "Epochs default to the paper's Table 8. With --arch classifier: the Carlini-Wagner\n"
-        "classifier (logits), 50 epochs, test accuracy in train.json. The last line printed\n"
-        "is a JSON summary.",
+        "classifier (logits), 50 epochs, test accuracy in train.json. With --arch simclr:\n"
+        "SimCLR (small encoder and Adam; ResNet-18 and LARS on cifar10), test contrastive\n"
+        "loss and linear-probe accuracy in train.json. The last line printed is a JSON summary.",
         "  uae train --arch conv --dataset mnist5k --out runs/conv-mnist5k\n"
         "  uae train --arch dense --dataset digits --epochs 5 --seed 1 --out runs/dense\n"
-        "  uae train --arch classifier --dataset mnist5k --epochs 15 --out runs/cw",
+        "  uae train --arch classifier --dataset mnist5k --epochs 15 --out runs/cw\n"
+        "  uae train --arch simclr --dataset mnist5k --limit 1000 --out runs/simclr",
     )
     parser.add_argument(
         "--arch",
@@ -128,7 +130,8 @@ def _add_train_parser(subparsers):
         metavar="B",
         help=f"training batch size (default: {autoencoders.default_batch_size} for the "
         f"autoencoders, as published; {models.get('classifier').default_batch_size} for the "
-        "classifier, as Carlini and Wagner)",
+        "classifier, as Carlini and Wagner; simclr: 512 on cifar10, as published, else "
+        f"{models.get('simclr').default_batch_size})",
     )
     parser.add_argument(
         "--seed", type=_int_at_least(0), default=0, metavar="S",
@@ -200,6 +203,8 @@ def _cmd_train(args):
     )
     if architecture.kind == "classifier":
         return _report_classifier(args, record)
+    if architecture.kind == "contrastive":
+        return _report_contrastive(args, record)
     return _report_training(args, record, f"{args.dataset} (train split)")
 
 
@@ -221,6 +226,29 @@ def _report_classifier(args, record):
         "final_loss": record["history"]["loss"][-1],
         "train_accuracy": record["train_accuracy"],
         "test_accuracy": record["test_accuracy"],
+        "seconds": record["seconds"],
+    }
+
+
+def _report_contrastive(args, record):
+    """Prints the summary of a SimCLR pre-training run; returns its JSON dict."""
+    config = record["config"]
+    probe = record["linear_probe"]["test_accuracy"]
+    if not args.quiet:
+        print(
+            f"Trained SimCLR ({config['encoder']} encoder) on {args.dataset} (train split), "
+            f"{config['epochs']} epochs in {record['seconds']:.1f} s: test contrastive loss "
+            f"{record['test_contrastive_loss']:.4f}, linear-probe test accuracy {probe:.2%}."
+        )
+        print(f"Wrote {os.path.join(args.out, MODEL_FILE)} and {RECORD_FILE}.")
+    return {
+        "out": args.out,
+        "arch": "simclr",
+        "dataset": config["dataset"],
+        "epochs": config["epochs"],
+        "final_loss": record["history"]["loss"][-1],
+        "test_contrastive_loss": record["test_contrastive_loss"],
+        "linear_probe_accuracy": probe,
         "seconds": record["seconds"],
     }
 

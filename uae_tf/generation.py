@@ -113,6 +113,7 @@ def generate(
     seed=0,
     verbose=True,
     config=None,
+    criterion=None,
     **attack_kwargs,
 ):
     """Generates one UAE (or baseline augmentation) per sample of ``x``, resumably.
@@ -136,6 +137,8 @@ def generate(
         verbose: Show a progress bar.
         config: Extra JSON-serializable facts identifying the run (dataset, split,
             model file hash...), stored in and checked against ``config.json``.
+        criterion: The attack's criterion; default ``ReconstructionCriterion(model)``
+            (e.g. :class:`uae_tf.criteria.ContrastiveCriterion` for SimCLR).
         **attack_kwargs: Overrides of the preset's attack settings (e.g.
             ``initial_perturbation="glorot"``; ``similarity={"mine_steps": 2}``
             overrides entries of the preset's similarity), or ``sigma`` for
@@ -157,7 +160,7 @@ def generate(
         raise ValueError(f"indices must have {n} entries. Received {len(indices)}")
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}. Received: method={method!r}")
-    criterion = ReconstructionCriterion(model)
+    criterion = ReconstructionCriterion(model) if criterion is None else criterion
     if method == "gaussian":
         unknown = set(attack_kwargs) - {"sigma"}
         if unknown:

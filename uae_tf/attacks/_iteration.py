@@ -69,7 +69,7 @@ class IterationStep:
             seeds: ``[B, 2]`` per-sample seeds of delta_0 and the similarity's draws.
             steps: Iterations the state must hold random draws for.
         """
-        reference = self.criterion.reference(x, labels)
+        reference = self.criterion.reference(x, labels, seeds)
         delta = self._initial_delta(x, seeds)
         state = self.similarity.initial_state(x, seeds, steps * self.similarity.draws_per_iteration)
         return reference, delta, state

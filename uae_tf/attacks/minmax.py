@@ -25,7 +25,8 @@ class MinMaxAttack(Attack):
     2. clip delta to [-epsilon, epsilon] and x + delta to [0, 1];
     3. the similarity's update at x + delta (for MINE: ``mine_steps`` Adam steps
        on the sample's statistics network);
-    4. ``c <- max(0, (1 - beta / t^(1/4)) * c + beta * f+(x + delta))``;
+    4. ``c <- max(0, (1 - beta / t^p) * c + beta * f+(x + delta))`` with
+       p = ``const_decay_power`` (1/4; the published SimCLR attack used 1/2);
     5. keep x + delta if it succeeds (f <= 0) with the best I so far (lowest for
        unsupervised, highest for supervised).
 
@@ -68,6 +69,9 @@ class MinMaxAttack(Attack):
         beta: Step size of the c update (paper: 0.1).
         epsilon: L-infinity bound on delta, in (0, 1] (paper: 1).
         initial_const: c_0 (published: 1e-3).
+        const_decay_power: p in the c update's ``1 - beta / t^p`` (Algorithm 1 and
+            the published autoencoder attacks: 0.25; the published SimCLR attack:
+            0.5, which lets c grow faster).
         batch_size: Samples attacked together; results do not depend on it.
             Default 32 when a GPU is visible, else 1 (fastest on a CPU).
         seed: Seed of every random choice (networks, permutations, projections).
@@ -95,6 +99,7 @@ class MinMaxAttack(Attack):
         beta=0.1,
         epsilon=1.0,
         initial_const=1e-3,
+        const_decay_power=0.25,
         batch_size=None,
         seed=0,
         jit_compile="auto",
@@ -109,6 +114,8 @@ class MinMaxAttack(Attack):
         if not np.isfinite(initial_const) or initial_const < 0:
             raise ValueError(f"initial_const must be >= 0. Received: initial_const={initial_const}")
         self.initial_const = float(initial_const)
+        self.const_decay_power = _validation.check_positive_float(
+            const_decay_power, "const_decay_power")
         self._prepare = tf.function(self._prepare_batch, reduce_retracing=True)
 
     def _settings(self):
@@ -117,6 +124,7 @@ class MinMaxAttack(Attack):
             "steps": self.steps,
             "beta": self.beta,
             "initial_const": self.initial_const,
+            "const_decay_power": self.const_decay_power,
         }
 
     def _build(self, input_shape):
@@ -140,7 +148,7 @@ class MinMaxAttack(Attack):
         c_history = tf.TensorArray(tf.float32, size=self.steps)
         for t in tf.range(self.steps):
             delta, x_adv, state, mi, f = self._step(x, reference, delta, state, const, t)
-            decay = 1.0 - self.beta / tf.pow(tf.cast(t + 1, tf.float32), 0.25)
+            decay = 1.0 - self.beta / tf.pow(tf.cast(t + 1, tf.float32), self.const_decay_power)
             const = tf.nn.relu(decay * const + self.beta * tf.nn.relu(f))
             tracked, _ = self._best.update(tracked, x_adv, mi, f)
             mi_history = mi_history.write(t, mi)

@@ -1,7 +1,8 @@
 """The models uae-tf builds and trains, autoencoders and the others, under one registry.
 
 The autoencoders live in the ``autoencoders`` package; this package is the home of
-the other models (the Carlini-Wagner classifiers of :mod:`uae_tf.models.classifiers`)
+the other models (the Carlini-Wagner classifiers of :mod:`uae_tf.models.classifiers`,
+SimCLR of :mod:`uae_tf.models.simclr`)
 and of the registry that knows them all: :data:`ARCHITECTURES` maps every
 architecture name to its :class:`Architecture` entry (kind, builder, trainer,
 default epochs and batch size), which ``uae train --arch`` reads.
@@ -10,7 +11,7 @@ Example:
 
 >>> from uae_tf import models
 >>> sorted(models.ARCHITECTURES)
-['adversarial', 'classifier', 'conv', 'dense', 'sparse']
+['adversarial', 'classifier', 'conv', 'dense', 'simclr', 'sparse']
 >>> models.ARCHITECTURES["classifier"].kind
 'classifier'
 >>> model = models.build("conv", (28, 28, 1), seed=0)
@@ -18,14 +19,22 @@ Example:
 """
 
 from uae_tf.models.classifiers import build_classifier, train_classifier
+from uae_tf.models.simclr import LARS, SimCLR, build_simclr
+from uae_tf.models.simclr_training import contrastive_loss, linear_probe, train_simclr
 from uae_tf.models.registry import ARCHITECTURES, KINDS, Architecture, build, get
 
 __all__ = [
     "ARCHITECTURES",
     "Architecture",
     "KINDS",
+    "LARS",
+    "SimCLR",
     "build",
     "build_classifier",
+    "build_simclr",
+    "contrastive_loss",
     "get",
+    "linear_probe",
     "train_classifier",
+    "train_simclr",
 ]

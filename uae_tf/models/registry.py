@@ -4,7 +4,7 @@ Each architecture is one :class:`Architecture` entry in :data:`ARCHITECTURES`: i
 kind, its builder, its trainer and its default epochs and batch size. The
 autoencoders come from the ``autoencoders`` package's own registry (a new
 autoencoder registered there appears here too); the other models (the
-Carlini-Wagner classifier) are registered below, one entry each.
+Carlini-Wagner classifier, SimCLR) are registered below, one entry each.
 """
 
 import dataclasses
@@ -13,10 +13,10 @@ import types
 from typing import Callable
 
 import autoencoders
-from uae_tf.models import classifiers
+from uae_tf.models import classifiers, simclr, simclr_training
 from uae_tf.training import train_autoencoder
 
-KINDS = ("autoencoder", "classifier")
+KINDS = ("autoencoder", "classifier", "contrastive")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,7 +27,8 @@ class Architecture:
         name: The architecture's name (``uae train --arch NAME``).
         kind: One of :data:`KINDS`: ``"autoencoder"`` (trained on x -> x, attacked
             with the reconstruction criterion) or ``"classifier"`` (logits, attacked
-            with the margin criterion).
+            with the margin criterion) or ``"contrastive"`` (SimCLR, attacked with
+            the contrastive criterion).
         build: ``build(input_shape, seed=None, **hparams)`` returns the compiled
             ``keras.Model``.
         train: ``train(dataset, epochs=None, batch_size=None, seed=0, out=None,
@@ -78,6 +79,14 @@ _ENTRIES = [
         train=classifiers.train_classifier,
         default_epochs=_classifier_epochs,
         default_batch_size=classifiers.DEFAULT_BATCH_SIZE,
+    ),
+    Architecture(
+        name="simclr",
+        kind="contrastive",
+        build=simclr.build_simclr,
+        train=simclr_training.train_simclr,
+        default_epochs=simclr_training.default_epochs,
+        default_batch_size=simclr_training.CPU_BATCH_SIZE,
     ),
 ]
 

@@ -1,0 +1,162 @@
+"""SimCLR: NT-Xent, augmentations, the model, the linear probe and the contrastive criterion."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from uae_tf import MinMaxAttack, UAESequence, _seeds, models
+from uae_tf.contrastive import SimCLRAugmentation, apply_parameters, draw_parameters, nt_xent
+from uae_tf.criteria import ContrastiveCriterion
+from uae_tf.models import LARS, SimCLR, build_simclr, linear_probe
+from uae_tf.reproduce import run_figure10b, run_table7
+from uae_tf.runs import ConfigMismatchError
+
+ATTACK = dict(steps=3, similarity={"name": "mine", "mine_steps": 1}, initial_perturbation="glorot",
+              const_decay_power=0.5, seed=3)
+
+
+def _numpy_nt_xent(z1, z2, temperature):
+    z = np.concatenate([z1, z2])
+    z = z / np.linalg.norm(z, axis=1, keepdims=True)
+    sim = z @ z.T / temperature
+    n = len(z1)
+    losses = []
+    for i in range(2 * n):
+        positive = (i + n) % (2 * n)
+        others = [sim[i, k] for k in range(2 * n) if k != i]
+        losses.append(np.log(np.sum(np.exp(others))) - sim[i, positive])
+    # The published code sums the two directions' means: twice the mean over 2N.
+    return 2 * np.mean(losses)
+
+
+def test_nt_xent_matches_numpy():
+    rng = np.random.default_rng(0)
+    z1, z2 = rng.normal(size=(6, 5)), rng.normal(size=(6, 5))
+    got = nt_xent(tf.constant(z1, tf.float32), tf.constant(z2, tf.float32), 0.5)
+    assert np.isclose(float(got), _numpy_nt_xent(z1, z2, 0.5), rtol=1e-5)
+    batched = nt_xent(tf.constant(np.stack([z1, z2]), tf.float32),
+                      tf.constant(np.stack([z2, z1]), tf.float32), 0.5)
+    assert batched.shape == (2,) and np.allclose(batched, [got, got], rtol=1e-5)
+
+
+def test_identity_augmentation_and_colour_draws():
+    images = tf.random.stateless_uniform([3, 8, 8, 3], [0, 0])
+    params = draw_parameters(tf.constant([1, 2]), 3, (8, 8, 3))
+    identity = {k: tf.zeros_like(v) for k, v in params.items()}
+    identity["box"] = tf.tile(tf.constant([[0.0, 0.0, 1.0, 1.0]]), [3, 1])
+    assert np.allclose(apply_parameters(images, identity), images, atol=1e-6)
+    flipped = dict(identity, flip=tf.ones([3]))
+    assert np.allclose(apply_parameters(images, flipped), images[:, :, ::-1], atol=1e-6)
+    views = apply_parameters(images, params)
+    assert views.shape == images.shape and 0 <= float(tf.reduce_min(views))
+    assert float(tf.reduce_max(views)) <= 1
+    gray = draw_parameters(tf.constant([1, 2]), 4, (8, 8, 1))
+    assert float(tf.reduce_sum(gray["flip"])) == 0 and float(tf.math.reduce_std(gray["noise"])) > 0
+    with pytest.raises(ValueError, match="color_jitter_strength"):
+        SimCLRAugmentation(color_jitter_strength=2)
+
+
+@pytest.fixture(scope="module")
+def simclr(mnist5k):
+    """A small SimCLR trained 2 epochs on 512 digits."""
+    model = build_simclr(mnist5k[0].shape[1:], seed=0)
+    model.fit(mnist5k[0][:512], epochs=2, batch_size=128, verbose=0)
+    return model
+
+
+def test_fit_on_uae_sequence_and_save_load_export(simclr, mnist5k, tmp_path):
+    x = mnist5k[0][:64]
+    model = build_simclr(x.shape[1:], seed=1)
+    sequence = UAESequence(x, np.clip(x + 0.05, 0, 1), batch_size=32, seed=0)
+    history = model.fit(sequence, epochs=2, verbose=0)
+    assert len(history.history["loss"]) == 2 and np.isfinite(history.history["loss"]).all()
+
+    simclr.save(tmp_path / "simclr.keras")
+    loaded = keras.saving.load_model(tmp_path / "simclr.keras", compile=False)
+    assert isinstance(loaded, SimCLR) and loaded.get_config() == simclr.get_config()
+    assert np.allclose(loaded.predict(x[:8], verbose=0), simclr.predict(x[:8], verbose=0),
+                       atol=1e-5)
+    simclr.export(tmp_path / "encoder")
+    reloaded = tf.saved_model.load(str(tmp_path / "encoder"))
+    assert np.allclose(reloaded.serve(x[:8]), simclr.encoder(x[:8], training=False), atol=1e-5)
+
+
+def test_lars_steps_and_round_trips():
+    variable = keras.Variable(np.ones((3, 3), np.float32))
+    optimizer = LARS(learning_rate=0.5, weight_decay=0.0)
+    optimizer.apply_gradients([(tf.ones((3, 3)), variable)])
+    # Trust ratio eeta * ||w|| / ||g|| = 1e-3 here, so the step is 0.5 * 1e-3.
+    assert np.allclose(variable.numpy(), 1 - 0.5e-3)
+    assert LARS.from_config(optimizer.get_config()).get_config()["eeta"] == 1e-3
+
+
+def test_linear_probe_above_chance(simclr, mnist5k):
+    x_train, y_train, x_test, y_test = mnist5k
+    result, head = linear_probe(simclr.encoder, x_train[:1000], y_train[:1000], x_test[:500],
+                                y_test[:500], epochs=30)
+    assert result["test_accuracy"] > 0.3, result
+    assert head.output_shape == (None, 10)
+
+
+def _reference(criterion, x, seed, indices):
+    return criterion.reference(tf.constant(x), seeds=_seeds.sample_seeds(seed, indices))
+
+
+def test_contrastive_loss_is_deterministic_for_fixed_seeds(simclr, mnist5k):
+    x = mnist5k[0][:3]
+    criterion = ContrastiveCriterion(simclr, pairs=4)
+    first = _reference(criterion, x, 0, [0, 1, 2])
+    again = _reference(criterion, x, 0, [0, 1, 2])
+    other = _reference(criterion, x, 1, [0, 1, 2])
+    assert np.array_equal(first["clean_loss"], again["clean_loss"])
+    assert not np.allclose(first["clean_loss"], other["clean_loss"])
+    assert np.allclose(criterion(tf.constant(x), tf.constant(x), first), 0.0, atol=1e-5)
+    with pytest.raises(ValueError, match="needs seeds"):
+        criterion.reference(tf.constant(x))
+    with pytest.raises(ValueError, match="pairs"):
+        ContrastiveCriterion(simclr, pairs=1)
+
+
+def test_contrastive_attack_success_and_batch_independence(simclr, mnist5k):
+    x = mnist5k[0][:4]
+    criterion = ContrastiveCriterion(simclr, pairs=2)
+    together = MinMaxAttack(criterion, batch_size=4, **ATTACK)(x)
+    alone = MinMaxAttack(criterion, batch_size=1, **ATTACK)(x)
+    assert np.allclose(together.x_adv, alone.x_adv, atol=1e-4)
+    assert np.array_equal(together.success, alone.success)
+    f = criterion(tf.constant(together.x_adv), tf.constant(x), _reference(criterion, x, 3, range(4)))
+    assert np.allclose(f, together.f, atol=1e-4)
+    assert np.array_equal(together.success, together.f <= 0)
+    assert MinMaxAttack(criterion, **ATTACK).get_config()["const_decay_power"] == 0.5
+
+
+def test_registry_knows_simclr():
+    entry = models.get("simclr")
+    assert entry.kind == "contrastive"
+    assert entry.default_epochs("cifar10") == 1000 and entry.default_epochs("cifar10", True) == 1500
+    assert models.build("simclr", (32, 32, 3), seed=0, encoder="resnet18", optimizer="lars",
+                        total_steps=10).encoder.layers[1].name == "stem_conv"
+
+
+def test_table7_schema_resume_refused_config_and_figure10b(tmp_path):
+    settings = dict(limit=8, epochs=1, augmented_epochs=1, pairs=2, steps=2,
+                    attack_batch_size=8, verbose=False)
+    report = run_table7("mnist5k", tmp_path, **settings)
+    assert [row["method"] for row in report["rows"]] == ["original", "mine-uae",
+                                                         "original-same-steps"]
+    row = report["rows"][1]
+    assert {"test_loss", "accuracy", "asr", "epochs", "steps"} <= set(row)
+    assert 0 <= row["asr"] <= 1 and report["rows"][2]["steps"] >= row["steps"]
+    assert (tmp_path / "report.md").read_text().count("0.29010") == 1
+    again = run_table7("mnist5k", tmp_path, **settings)
+    assert again["rows"] == report["rows"]
+    with pytest.raises(ConfigMismatchError, match="pairs"):
+        run_table7("mnist5k", tmp_path, **{**settings, "pairs": 3})
+
+    robustness = run_figure10b(tmp_path, tmp_path / "fig10b", n=2, epsilons=(1 / 255, 8 / 255),
+                               verbose=False)
+    assert [(r["model"], r["epsilon"]) for r in robustness["rows"]] == [
+        ("original", 1 / 255), ("original", 8 / 255), ("mine-uae", 1 / 255),
+        ("mine-uae", 8 / 255)]
+    assert (tmp_path / "fig10b" / "figure10b.png").is_file()
