@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import keras
-import numpy as np
 
 from uae_tf import datasets
 from uae_tf._argtypes import int_at_least
