@@ -24,7 +24,12 @@ from uae_tf._argtypes import int_at_least
 from uae_tf.attacks import PGDAttack
 from uae_tf.models.simclr_training import linear_probe
 from uae_tf.reproduce import _supervised
-from uae_tf.reproduce.reports import markdown_table, new_figure, printer, write_report
+from uae_tf.reproduce.reports import (
+    markdown_table,
+    plot_asr_against_epsilon,
+    printer,
+    write_report,
+)
 from uae_tf.runs import attack_config, attack_in_chunks, file_sha256, model_file, read_json
 from uae_tf.runs import versions
 
@@ -97,25 +102,11 @@ def run_figure10b(table7, out, seed=None, n=50, epsilons=EPSILONS, verbose=True)
                    "models": facts, "versions": versions()},
         "seconds": time.perf_counter() - began,
     }
-    _plot(out / FIGURE, rows)
+    plot_asr_against_epsilon(out / FIGURE, rows, MODELS, "PGD against SimCLR + linear probe, with and without UAEs")
     write_report(out, report, _markdown(report))
     say(f"Wrote {out / 'report.json'}, report.md and {FIGURE}.")
     return report
 
-
-def _plot(path, rows):
-    """ASR against epsilon, one line per model (the paper's Figure 10(b))."""
-    fig = new_figure(figsize=(5.0, 3.6), layout="constrained")
-    ax = fig.subplots()
-    for name, label in MODELS.items():
-        ax.plot(*zip(*[(r["epsilon"], r["asr"]) for r in rows if r["model"] == name]),
-                marker="o", label=label)
-    ax.set_xlabel("ε (L∞ bound of PGD)")
-    ax.set_ylabel("attack success rate")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_title("PGD against SimCLR + linear probe, with and without UAEs")
-    ax.legend()
-    fig.savefig(path, dpi=120)
 
 
 def _markdown(report):

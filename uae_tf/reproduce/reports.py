@@ -60,6 +60,28 @@ def new_figure(**kwargs):
     return Figure(**kwargs)
 
 
+def plot_asr_against_epsilon(path, rows, models, title):
+    """Saves ASR against epsilon, one line per model (the paper's Figure 10).
+
+    Args:
+        path: Where the PNG goes.
+        rows: Dicts with ``model``, ``epsilon`` and ``asr``.
+        models: ``{model key: legend label}``, in drawing order.
+        title: The figure's title.
+    """
+    fig = new_figure(figsize=(5.0, 3.6), layout="constrained")
+    ax = fig.subplots()
+    for name, label in models.items():
+        points = [(r["epsilon"], r["asr"]) for r in rows if r["model"] == name]
+        ax.plot(*zip(*points), marker="o", label=label)
+    ax.set_xlabel("ε (L∞ bound of PGD)")
+    ax.set_ylabel("attack success rate")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(title)
+    ax.legend()
+    fig.savefig(path, dpi=120)
+
+
 def write_report(out, report, markdown):
     """Writes ``out/report.json`` (atomically) and ``out/report.md``."""
     write_json_atomic(out / "report.json", report)

@@ -40,7 +40,7 @@ from uae_tf.reproduce.reports import (
     MISSING,
     distances,
     markdown_table,
-    new_figure,
+    plot_asr_against_epsilon,
     printer,
     write_report,
 )
@@ -189,7 +189,7 @@ def run_robustness(
         say(f"{MODELS[name]}: PGD ASR " + ", ".join(
             f"{r['epsilon']:g}: {r['asr']:.0%}" for r in rows if r["model"] == name))
 
-    _plot(out / FIGURE, rows)
+    plot_asr_against_epsilon(out / FIGURE, rows, MODELS, "PGD against models trained with and without UAEs")
     report = {
         "rows": rows,
         "config": {
@@ -278,20 +278,6 @@ def run(args):
     )
     return {"out": str(args.out), "rows": report["rows"], "seconds": report["seconds"]}
 
-
-def _plot(path, rows):
-    """ASR against epsilon, one line per model (the paper's Figure 10(a))."""
-    fig = new_figure(figsize=(5.0, 3.6), layout="constrained")
-    ax = fig.subplots()
-    for name, label in MODELS.items():
-        points = [(r["epsilon"], r["asr"]) for r in rows if r["model"] == name]
-        ax.plot(*zip(*points), marker="o", label=label)
-    ax.set_xlabel("ε (L∞ bound of PGD)")
-    ax.set_ylabel("attack success rate")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_title("PGD against models trained with and without UAEs")
-    ax.legend()
-    fig.savefig(path, dpi=120)
 
 
 def _markdown(report):
