@@ -147,16 +147,16 @@ def _select(selection, sign, values, estimates_information=True):
 
 
 def test_published_selection_keeps_the_smallest_positive_mi():
-    iterates = [(-3.0, -1.0), (0.5, -1.0), (0.2, 1.0), (0.8, 0.0)]
+    iterates = [(-3.0, -1.0), (0.5, -1.0), (0.25, 1.0), (0.75, 0.0)]
     assert _select("published", 1.0, iterates) == (True, 0.5, -1.0)
     assert _select("algorithm1", 1.0, iterates) == (True, -3.0, -1.0)
     # No positive estimate among the f <= 0 iterates: a failure, the lowest f kept.
-    assert _select("published", 1.0, [(-3.0, -1.0), (0.2, 1.0)]) == (False, -3.0, -1.0)
+    assert _select("published", 1.0, [(-3.0, -1.0), (0.25, 1.0)]) == (False, -3.0, -1.0)
     # A similarity that is no MI estimate (L2-UAE) needs no positive value.
     assert _select("published", 1.0, iterates, estimates_information=False)[1] == -3.0
     # Supervised: both rules keep the highest MI among fooling iterates.
     for selection in ("published", "algorithm1"):
-        assert _select(selection, -1.0, iterates) == (True, 0.8, 0.0)
+        assert _select(selection, -1.0, iterates) == (True, 0.75, 0.0)
 
 
 @pytest.mark.parametrize("attack_class", [MinMaxAttack, PenaltyAttack])

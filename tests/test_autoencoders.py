@@ -143,17 +143,23 @@ def test_seed_fixes_initial_weights():
         np.testing.assert_array_equal(a, b)
 
 
-def test_sparse_loss_is_the_published_objective():
-    """At batch size 100, Keras 3's loss equals sparseAE.py's Keras 2.2 objective."""
-    x = digits(SHAPES[0])[:100]
-    model = autoencoders.build("sparse", SHAPES[0], seed=0)
+def _sparse_terms(model, x):
+    """The published objective's terms on batch ``x``: MSE, the summed |code| + |output|
+    and the mean KL(0.1 || mean code activation)."""
     inner = keras.Model(model.input, [model.get_layer("code").output, model.output])
     code, reconstruction = (np.asarray(t, dtype="float64") for t in inner(x))
     rho, rho_hat = 0.1, np.clip(code, 1e-10, 1.0).mean(axis=0)
     kl = rho * np.log(rho / rho_hat) + (1 - rho) * np.log((1 - rho) / (1 - rho_hat))
-    published = (np.mean((reconstruction - x) ** 2)
-                 + 1e-7 * (np.abs(code).sum() + np.abs(reconstruction).sum())
-                 + 3.0 * kl.mean())
+    l1 = np.abs(code).sum() + np.abs(reconstruction).sum()
+    return np.mean((reconstruction - x) ** 2), l1, kl.mean()
+
+
+def test_sparse_loss_is_the_published_objective():
+    """At batch size 100, Keras 3's loss equals sparseAE.py's Keras 2.2 objective."""
+    x = digits(SHAPES[0])[:100]
+    model = autoencoders.build("sparse", SHAPES[0], seed=0)
+    mse, l1, kl = _sparse_terms(model, x)
+    published = mse + 1e-7 * l1 + 3.0 * kl
     assert model.evaluate(x, x, batch_size=100, verbose=0) == pytest.approx(published, rel=1e-4)
 
 
@@ -164,13 +170,8 @@ def test_sparse_penalties_do_not_depend_on_keras_activity_scaling():
                for layer in autoencoders.build("sparse", SHAPES[0], seed=0).layers)
     x = digits(SHAPES[0])[:50]
     model = autoencoders.build("sparse", SHAPES[0], seed=0)
-    inner = keras.Model(model.input, [model.get_layer("code").output, model.output])
-    code, reconstruction = (np.asarray(t, dtype="float64") for t in inner(x))
-    rho, rho_hat = 0.1, np.clip(code, 1e-10, 1.0).mean(axis=0)
-    kl = rho * np.log(rho / rho_hat) + (1 - rho) * np.log((1 - rho) / (1 - rho_hat))
-    expected = (np.mean((reconstruction - x) ** 2)
-                + 1e-5 * (np.abs(code).sum() + np.abs(reconstruction).sum()) / 50
-                + 3.0 * kl.mean())
+    mse, l1, kl = _sparse_terms(model, x)
+    expected = mse + 1e-5 * l1 / 50 + 3.0 * kl
     assert model.evaluate(x, x, batch_size=50, verbose=0) == pytest.approx(expected, rel=1e-4)
 
 

@@ -105,12 +105,8 @@ class PenaltyAttack(Attack):
         jit_compile: Compile each search step's loop with XLA (``"auto"`` falls
             back to graph mode when the model does not compile).
         verbose: Show a progress bar.
-        selection: Which iterates count as successful: ``"published"`` (default;
-            for MINE with an unsupervised criterion, ``f <= 0`` and a positive MI
-            estimate, the smallest kept, as the published code) or
-            ``"algorithm1"`` (``f <= 0``, the lowest MI kept, as printed). For
-            supervised criteria both are ``f <= 0`` with the highest MI. See
-            :class:`~uae_tf.attacks._iteration.BestSoFar`.
+        selection: Which iterates count as successful, ``"published"`` (default)
+            or ``"algorithm1"`` (see :class:`MinMaxAttack`).
 
     The result's ``mi_history`` and ``c_history`` are ``[N, B * T']``: the MI
     estimate after every iteration of every search step and the c it used.

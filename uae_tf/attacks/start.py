@@ -1,11 +1,10 @@
 """The attacks' start delta_0 alone: the `start-only` control of Table 4."""
 
-import numpy as np
 import tensorflow as tf
 
 from uae_tf import _seeds, _validation
 from uae_tf.attacks._iteration import check_initial_perturbation, initial_delta
-from uae_tf.attacks.base import Attack, AttackResult
+from uae_tf.attacks.base import Attack, unoptimized_result
 
 
 class StartOnly(Attack):
@@ -46,16 +45,7 @@ class StartOnly(Attack):
 
     def _run_batch(self, x, labels, indices):
         labels = None if labels is None else tf.constant(labels)
-        x_adv, f = self._run_loop(tf.constant(x), labels, tf.constant(indices))
-        n = len(x)
-        return AttackResult(
-            x_adv=x_adv.numpy(),
-            success=f.numpy() <= 0,
-            mi=np.full(n, np.nan, np.float32),
-            f=f.numpy(),
-            mi_history=np.zeros((n, 0), np.float32),
-            c_history=np.zeros((n, 0), np.float32),
-        )
+        return unoptimized_result(*self._run_loop(tf.constant(x), labels, tf.constant(indices)))
 
     def _attack_loop(self, x, labels, indices):
         """x + delta_0 and the criterion there (graph mode: nothing to iterate)."""
