@@ -26,12 +26,12 @@ from autoencoders.registry import (
     default_epochs,
     reconstruction_model,
 )
-from autoencoders.sparse import KLSparsityRegularizer
+from autoencoders.sparse import SparsityPenalty
 
 __all__ = [
     "ARCHITECTURES",
     "AdversarialAutoencoder",
-    "KLSparsityRegularizer",
+    "SparsityPenalty",
     "build",
     "default_batch_size",
     "default_code_dim",

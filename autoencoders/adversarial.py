@@ -51,9 +51,11 @@ class AdversarialAutoencoder(keras.Model):
     """Adversarial autoencoder trainer (Makhzani et al. 2015; paper Section 5.4).
 
     ``fit(x, x)`` runs, per batch: (1) a reconstruction step on the encoder and
-    decoder with ``optimizer``; (2) a discriminator step with
-    ``discriminator_optimizer`` on prior samples z ~ N(0, I) (label 1) and codes
-    ``encoder(x)`` (label 0); (3) a generator step on the encoder with
+    decoder with ``optimizer``; (2) two discriminator steps with
+    ``discriminator_optimizer`` on the B codes ``encoder(x)`` (label 0) and B prior
+    samples z ~ N(0, I) (label 1), shuffled together and split in halves of B, as the
+    published ``keras-aae.py`` (``discriminator.fit`` on the 2B with batch size B;
+    ``discriminator_loss`` is their mean); (3) a generator step on the encoder with
     ``generator_optimizer``, target label 1 for ``encoder(x)``. It reports ``loss``
     (the reconstruction loss), ``discriminator_loss`` and ``generator_loss``.
     TensorFlow backend only (the train step uses ``tf.GradientTape``).
@@ -187,16 +189,25 @@ class AdversarialAutoencoder(keras.Model):
             zip(tape.gradient(reconstruction_loss, autoencoder_variables), autoencoder_variables))
 
         fake = self.encoder(flat, training=True)
-        real = self.sample_prior(ops.shape(fake)[0])
-        codes = ops.concatenate([real, fake], axis=0)
-        labels = ops.concatenate([ops.ones_like(real[:, :1]), ops.zeros_like(fake[:, :1])], axis=0)
+        batch_size = ops.shape(fake)[0]
+        real = self.sample_prior(batch_size)
+        codes = ops.concatenate([fake, real], axis=0)
+        labels = ops.concatenate([ops.zeros_like(fake[:, :1]), ops.ones_like(real[:, :1])], axis=0)
+        # The published trainer fits the discriminator on the B codes and B prior
+        # samples with batch size B and Keras's shuffle: two steps on shuffled halves.
+        order = keras.random.shuffle(ops.arange(2 * batch_size), seed=self.prior_seed_generator)
         discriminator_variables = self.discriminator.trainable_variables
-        with tf.GradientTape() as tape:
-            discriminator_loss = self.adversarial_loss(
-                labels, self.discriminator(codes, training=True))
-        self.discriminator_optimizer.apply_gradients(
-            zip(tape.gradient(discriminator_loss, discriminator_variables),
-                discriminator_variables))
+        discriminator_losses = []
+        for half in (order[:batch_size], order[batch_size:]):
+            with tf.GradientTape() as tape:
+                discriminator_loss = self.adversarial_loss(
+                    ops.take(labels, half, axis=0),
+                    self.discriminator(ops.take(codes, half, axis=0), training=True))
+            self.discriminator_optimizer.apply_gradients(
+                zip(tape.gradient(discriminator_loss, discriminator_variables),
+                    discriminator_variables))
+            discriminator_losses.append(discriminator_loss)
+        discriminator_loss = ops.mean(ops.stack(discriminator_losses))
 
         encoder_variables = self.encoder.trainable_variables
         with tf.GradientTape() as tape:

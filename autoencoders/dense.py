@@ -28,8 +28,8 @@ def default_code_dim(input_shape):
     return 128 if input_dim(input_shape) <= LARGE_INPUT_DIM else 256
 
 
-def dense_network(input_shape, code_dim=None, seed=None, code_regularizer=None,
-                  output_regularizer=None, name="dense_autoencoder"):
+def dense_network(input_shape, code_dim=None, seed=None, code_penalty=None,
+                  output_penalty=None, name="dense_autoencoder"):
     """Builds the uncompiled dense autoencoder network shared by the dense and sparse AEs.
 
     ``x -> [Flatten] -> Dense(code_dim, sigmoid) -> Dense(d, sigmoid) -> [Reshape]``,
@@ -41,8 +41,9 @@ def dense_network(input_shape, code_dim=None, seed=None, code_regularizer=None,
             or ``(784,)``.
         code_dim: Latent size; ``None`` applies :func:`default_code_dim`.
         seed: Integer seed of the weight initializers, or ``None``.
-        code_regularizer: Activity regularizer of the code layer (named ``"code"``).
-        output_regularizer: Activity regularizer of the output dense layer.
+        code_penalty: A layer applied to the code (the output of the layer named
+            ``"code"``), e.g. a :class:`autoencoders.SparsityPenalty`; ``None``: none.
+        output_penalty: A layer applied to the output dense layer's activations.
         name: Name of the returned model.
 
     Returns:
@@ -56,13 +57,16 @@ def dense_network(input_shape, code_dim=None, seed=None, code_regularizer=None,
     h = keras.layers.Flatten(name="flatten")(inputs) if len(input_shape) > 1 else inputs
     code = keras.layers.Dense(
         code_dim, activation="sigmoid", kernel_initializer=kernel_initializer(seed, 0),
-        activity_regularizer=code_regularizer, name="code",
+        name="code",
     )(h)
+    if code_penalty is not None:
+        code = code_penalty(code)
     out = keras.layers.Dense(
         input_dim(input_shape), activation="sigmoid",
-        kernel_initializer=kernel_initializer(seed, 1),
-        activity_regularizer=output_regularizer, name="decoded",
+        kernel_initializer=kernel_initializer(seed, 1), name="decoded",
     )(code)
+    if output_penalty is not None:
+        out = output_penalty(out)
     if len(input_shape) > 1:
         out = keras.layers.Reshape(input_shape, name="reshape")(out)
     return keras.Model(inputs, out, name=name)

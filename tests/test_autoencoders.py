@@ -102,6 +102,16 @@ def test_adversarial_reports_regularization_losses(shape):
         assert history[name][0] > 0.0
 
 
+def test_adversarial_takes_two_discriminator_steps_per_batch():
+    """As the published trainer: the discriminator fits 2B samples at batch size B."""
+    model = autoencoders.build("adversarial", (8, 8, 1), seed=0, hidden_units=16)
+    x = np.random.default_rng(0).random((30, 8, 8, 1)).astype("float32")
+    model.fit(x, x, batch_size=10, epochs=1, verbose=0)
+    assert int(model.optimizer.iterations) == 3
+    assert int(model.discriminator_optimizer.iterations) == 6
+    assert int(model.generator_optimizer.iterations) == 3
+
+
 def test_adversarial_trainer_round_trips_and_evaluates(tmp_path):
     model, _, x = trained("adversarial", SHAPES[0])
     path = tmp_path / "aae.keras"
@@ -133,28 +143,45 @@ def test_seed_fixes_initial_weights():
         np.testing.assert_array_equal(a, b)
 
 
-def test_sparse_loss_is_the_published_objective():
-    """At batch size 100, Keras 3's loss equals sparseAE.py's Keras 2.2 objective."""
-    x = digits(SHAPES[0])[:100]
-    model = autoencoders.build("sparse", SHAPES[0], seed=0)
+def _sparse_terms(model, x):
+    """The published objective's terms on batch ``x``: MSE, the summed |code| + |output|
+    and the mean KL(0.1 || mean code activation)."""
     inner = keras.Model(model.input, [model.get_layer("code").output, model.output])
     code, reconstruction = (np.asarray(t, dtype="float64") for t in inner(x))
     rho, rho_hat = 0.1, np.clip(code, 1e-10, 1.0).mean(axis=0)
     kl = rho * np.log(rho / rho_hat) + (1 - rho) * np.log((1 - rho) / (1 - rho_hat))
-    published = (np.mean((reconstruction - x) ** 2)
-                 + 1e-7 * (np.abs(code).sum() + np.abs(reconstruction).sum())
-                 + 3.0 * kl.mean())
+    l1 = np.abs(code).sum() + np.abs(reconstruction).sum()
+    return np.mean((reconstruction - x) ** 2), l1, kl.mean()
+
+
+def test_sparse_loss_is_the_published_objective():
+    """At batch size 100, Keras 3's loss equals sparseAE.py's Keras 2.2 objective."""
+    x = digits(SHAPES[0])[:100]
+    model = autoencoders.build("sparse", SHAPES[0], seed=0)
+    mse, l1, kl = _sparse_terms(model, x)
+    published = mse + 1e-7 * l1 + 3.0 * kl
     assert model.evaluate(x, x, batch_size=100, verbose=0) == pytest.approx(published, rel=1e-4)
 
 
-def test_kl_sparsity_regularizer_config_round_trips():
-    regularizer = autoencoders.KLSparsityRegularizer(target=0.05, weight=2.0, l1=1e-6)
-    restored = keras.saving.deserialize_keras_object(
-        keras.saving.serialize_keras_object(regularizer))
-    assert isinstance(restored, autoencoders.KLSparsityRegularizer)
-    assert restored.get_config() == {"target": 0.05, "weight": 2.0, "l1": 1e-6}
+def test_sparse_penalties_do_not_depend_on_keras_activity_scaling():
+    """No activity regularizer (Keras < 3.14 does not divide them by the batch size:
+    penalties x100); at batch 50 the loss is the per-sample L1 plus the batch's KL."""
+    assert all(layer.activity_regularizer is None
+               for layer in autoencoders.build("sparse", SHAPES[0], seed=0).layers)
+    x = digits(SHAPES[0])[:50]
+    model = autoencoders.build("sparse", SHAPES[0], seed=0)
+    mse, l1, kl = _sparse_terms(model, x)
+    expected = mse + 1e-5 * l1 / 50 + 3.0 * kl
+    assert model.evaluate(x, x, batch_size=50, verbose=0) == pytest.approx(expected, rel=1e-4)
+
+
+def test_sparsity_penalty_config_round_trips():
+    layer = autoencoders.SparsityPenalty(l1=1e-6, target=0.05, weight=2.0, name="p")
+    restored = keras.layers.deserialize(keras.layers.serialize(layer))
+    assert isinstance(restored, autoencoders.SparsityPenalty)
+    assert (restored.l1, restored.target, restored.weight, restored.name) == (1e-6, 0.05, 2.0, "p")
     with pytest.raises(ValueError, match="target=1.5"):
-        autoencoders.KLSparsityRegularizer(target=1.5)
+        autoencoders.SparsityPenalty(target=1.5)
 
 
 def test_dense_code_dim_rule():

@@ -3,9 +3,12 @@
 import json
 
 import matplotlib
+import numpy as np
 import pytest
 
-from uae_tf import cli
+from uae_tf import cli, datasets
+from uae_tf.attacks._iteration import glorot_radius
+from uae_tf.generation import load_results
 from uae_tf.reproduce.table4 import ROWS
 
 ARGS = [
@@ -37,7 +40,7 @@ def test_report_schema(table4):
     rows = {row["method"]: row for row in report["rows"]}
     assert rows["original"]["improvement_pct"] == 0.0
     assert rows["original"]["asr"] is None and rows["original-same-steps"]["asr"] is None
-    for method in ("mine-uae", "l2-uae", "ga-0.01", "ga-0.001"):
+    for method in ("mine-uae", "start-only", "l2-uae", "ga-0.01", "ga-0.001"):
         assert 0.0 <= rows[method]["asr"] <= 1.0
         base = rows["original"]["test_error"]
         expected = 100 * (base - rows[method]["test_error"]) / base
@@ -46,9 +49,25 @@ def test_report_schema(table4):
     assert rows["mine-uae"]["steps"] == rows["original-same-steps"]["steps"]
     config = report["config"]
     assert config["seeds"] == [0] and config["limit"] == 24
-    assert config["initial_perturbation"] == "glorot"
+    assert config["initial_perturbation"] == "glorot" and config["selection"] == "published"
     assert "tensorflow" in report["versions"]
     assert report["n_train"] == 24
+
+
+def test_start_only_row_is_the_attacks_start_alone(table4):
+    """start-only augments with x + delta_0, the MINE-UAE attack's own start."""
+    x, _ = datasets.load("digits", "train")
+    x = x[:24]
+    start = load_results(table4 / "seed-0" / "augment" / "start-only")
+    mine = load_results(table4 / "seed-0" / "augment" / "mine-uae")
+    assert start.method == "start" and mine.config["attack"]["initial_perturbation"] == "glorot"
+    delta = start.x_adv - x
+    radius = glorot_radius(x.shape[1:])
+    assert 0.5 * radius < np.abs(delta).max() <= radius + 1e-6
+    assert np.all(start.mi_history.shape == (24, 0))
+    # The MINE-UAEs moved from that start by the attack's iterations only: nearer to
+    # it than to x.
+    assert np.abs(mine.x_adv - start.x_adv).mean() < np.abs(mine.x_adv - x).mean()
 
 
 def test_report_files(table4):

@@ -41,12 +41,11 @@ def add_quiet_argument(parser):
     parser.add_argument("--quiet", action="store_true", help=QUIET_HELP)
 
 
-def add_attack_batch_size_argument(parser):
+def add_attack_batch_size_argument(parser, default="32 with a GPU, else 1"):
     """Adds ``--attack-batch-size``: samples attacked at once (results do not depend on it)."""
     parser.add_argument(
         "--attack-batch-size", type=int_at_least(1), metavar="B",
-        help="samples attacked at once; does not change the results (default: 32 with a "
-        "GPU, else 1)",
+        help=f"samples attacked at once; does not change the results (default: {default})",
     )
 
 

@@ -32,7 +32,7 @@ from uae_tf.generation import GenerationResults, generate
 _PEEKED_BATCHES = 2
 
 # Methods whose failures are replaced by their originals; GA uses every sample.
-_REPLACES_FAILURES = {"mine": True, "l2": True, "gaussian": False}
+_REPLACES_FAILURES = {"mine": True, "l2": True, "gaussian": False, "start": True}
 
 
 def augmentation_pool(x, x_aug, success=None):
@@ -101,6 +101,13 @@ class UAESequence(keras.utils.PyDataset):
     for an autoencoder, or the labels ``y`` (copied to the augmentations) when
     given.
 
+    The sequence shuffles its rows itself, so pass ``shuffle=False`` to
+    ``model.fit`` (as :func:`uae_tf.retrain` does) for a run that the seed alone
+    determines. Keras 3's ``fit`` defaults to ``shuffle=True``, which for a
+    ``PyDataset`` permutes the order of the batches with Python's global ``random``
+    state: the batches are the same, their order is then reproducible only after
+    ``random.seed`` (``keras.utils.set_random_seed`` sets it).
+
     Each batch is assembled once per epoch. Keras reads the first two batches
     before training to learn their shapes; those are kept and handed out when the
     first epoch asks for them, so the peek costs nothing.
@@ -112,7 +119,9 @@ class UAESequence(keras.utils.PyDataset):
             (``None``: use every row, as for GA).
         y: ``[N]`` labels, or ``None`` for autoencoders.
         batch_size: Samples per batch (the last batch may be smaller).
-        shuffle: Shuffle every epoch (Keras does not shuffle a PyDataset).
+        shuffle: Shuffle the rows every epoch, by a permutation drawn from ``(seed,
+            epoch)``. Independent of ``fit``'s ``shuffle``, which permutes the
+            batch order with the global ``random`` state (see above).
         seed: Seed of the shuffling.
         **kwargs: ``workers``, ``use_multiprocessing``, ``max_queue_size`` of
             ``keras.utils.PyDataset``.
@@ -241,7 +250,8 @@ class UAERegeneration(keras.callbacks.Callback):
             ``range(N)``.
         out: Directory to keep each regeneration's results in
             (``OUT/regeneration-R``, resumable); default a temporary directory.
-        method: ``"mine"``, ``"l2"`` or ``"gaussian"`` (see :func:`uae_tf.generate`).
+        method: ``"mine"``, ``"l2"``, ``"gaussian"`` or ``"start"`` (see
+            :func:`uae_tf.generate`).
         seed: Base seed.
         verbose: Print one line per regeneration.
         **generate_kwargs: Passed to :func:`uae_tf.generate` (``preset``, ``view``,

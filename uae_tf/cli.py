@@ -364,17 +364,17 @@ def _add_generate_parser(subparsers):
     )
     parser.add_argument(
         "--method", choices=METHODS, default="mine",
-        help="mine (MINE-UAE, default), l2 (L2-UAE baseline) or gaussian (GA baseline)",
+        help="mine (MINE-UAE, default), l2 (L2-UAE baseline), gaussian (GA baseline) or "
+        "start (the attack's delta_0 alone, a control)",
     )
     parser.add_argument(
         "--sigma", type=float, metavar="S",
         help="noise standard deviation of --method gaussian (default: 0.01)",
     )
     parser.add_argument(
-        "--initial-perturbation", type=_argtypes.initial_perturbation, default=0.0,
-        metavar="R",
-        help="start of delta for mine and l2: 0 (Algorithm 1; default), a radius R for "
-        "uniform noise in [-R, R], or 'glorot' (the published code's start)",
+        "--initial-perturbation", type=_argtypes.initial_perturbation, metavar="R",
+        help="start of delta for mine and l2: 'glorot' (the published code's start; "
+        "default), 0 (Algorithm 1 as printed) or a radius R for uniform noise in [-R, R]",
     )
     _add_model_and_data_arguments(parser, split="train")
     parser.add_argument(
@@ -414,20 +414,22 @@ def _cmd_generate(args):
         "limit": args.limit,
     }
     if args.method == "gaussian":
-        if args.initial_perturbation != 0.0:
+        if args.initial_perturbation is not None:
             raise _UsageError("--initial-perturbation applies to --method mine and l2 only")
         extra = {"sigma": 0.01 if args.sigma is None else args.sigma}
     else:
         if args.sigma is not None:
             raise _UsageError("--sigma applies to --method gaussian only")
-        extra = {"initial_perturbation": args.initial_perturbation}
+        extra = {} if args.initial_perturbation is None else {
+            "initial_perturbation": args.initial_perturbation}
     summary = generate(
         model, x, args.out, method=args.method, preset=args.preset, view=args.view,
         batch_size=args.attack_batch_size, seed=args.seed, verbose=not args.quiet, config=config,
         **extra,
     ).summary
     if not args.quiet:
-        made = {"mine": "MINE-UAEs", "l2": "L2-UAEs", "gaussian": "GA samples"}[args.method]
+        made = {"mine": "MINE-UAEs", "l2": "L2-UAEs", "gaussian": "GA samples",
+                "start": "start-only samples"}[args.method]
         mi = "" if summary["mean_mi"] is None else f", mean MI {summary['mean_mi']:.4g}"
         print(
             f"Generated {summary['n']} {made} in {args.out}: ASR {summary['asr']:.1%}{mi}, "

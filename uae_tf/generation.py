@@ -1,7 +1,8 @@
 """UAE generation over whole datasets: batched, written to disk as it goes, resumable.
 
 :func:`generate` attacks every sample of an array with the MinMax attack (or makes
-one of the paper's baseline augmentations, ``method="l2"`` or ``"gaussian"``) and
+one of the paper's baseline augmentations, ``method="l2"`` or ``"gaussian"``, or
+the ``"start"`` control, the attack's delta_0 alone) and
 keeps its results in a directory::
 
     OUT/config.json          what produced the results (refused if it changes)
@@ -27,7 +28,7 @@ import numpy as np
 
 from uae_tf import _validation
 from uae_tf._io import write_json_atomic, write_npz_atomic
-from uae_tf.attacks import GaussianAugmentation, MinMaxAttack
+from uae_tf.attacks import GaussianAugmentation, MinMaxAttack, StartOnly
 from uae_tf.criteria import ReconstructionCriterion
 from uae_tf.presets import get_preset
 from uae_tf.runs import (
@@ -39,7 +40,7 @@ from uae_tf.runs import (
     versions,
 )
 
-METHODS = ("mine", "l2", "gaussian")
+METHODS = ("mine", "l2", "gaussian", "start")
 RESULTS_FILE = "uae.npz"
 SUMMARY_FILE = "summary.json"
 _ARRAYS = ("x_adv", "success", "mi", "f", "index", "mi_history", "c_history")
@@ -85,7 +86,7 @@ class GenerationResults:
 
     @property
     def method(self):
-        """``"mine"``, ``"l2"`` or ``"gaussian"``."""
+        """``"mine"``, ``"l2"``, ``"gaussian"`` or ``"start"``."""
         return self.config["method"]
 
     @property
@@ -127,7 +128,9 @@ def generate(
             ``index`` and used as the samples' seeds); default ``range(N)``.
         method: ``"mine"`` (MINE-UAE, the method), ``"l2"`` (the L2-UAE baseline:
             MinMax maximizing the reconstruction loss) or ``"gaussian"`` (GA:
-            ``x + N(0, sigma^2)`` clipped; pass ``sigma``, default 0.01).
+            ``x + N(0, sigma^2)`` clipped; pass ``sigma``, default 0.01) or
+            ``"start"`` (the attack's start ``x + delta_0`` with no iteration, see
+            :class:`uae_tf.attacks.StartOnly`; pass ``initial_perturbation``).
         preset: ``"paper"`` or ``"fast"`` (see :mod:`uae_tf.presets`); unused by
             ``"gaussian"``.
         view: ``"auto"``, ``"conv"`` or ``"random"`` (``"mine"`` only).
@@ -141,8 +144,9 @@ def generate(
             (e.g. :class:`uae_tf.criteria.ContrastiveCriterion` for SimCLR).
         **attack_kwargs: Overrides of the preset's attack settings (e.g.
             ``initial_perturbation="glorot"``; ``similarity={"mine_steps": 2}``
-            overrides entries of the preset's similarity), or ``sigma`` for
-            ``"gaussian"``.
+            overrides entries of the preset's similarity), ``sigma`` for
+            ``"gaussian"``, or ``initial_perturbation`` and ``epsilon`` for
+            ``"start"``.
 
     Returns:
         The :class:`GenerationResults`; its ``summary`` is the dict written to
@@ -167,6 +171,15 @@ def generate(
             raise ValueError(f"method='gaussian' takes only sigma. Received: {sorted(unknown)}")
         batch_size = batch_size or 256
         attack = GaussianAugmentation(criterion, batch_size=batch_size, seed=seed, **attack_kwargs)
+        preset = None
+    elif method == "start":
+        unknown = set(attack_kwargs) - {"initial_perturbation", "epsilon"}
+        if unknown:
+            raise ValueError(
+                f"method='start' takes only initial_perturbation and epsilon. Received: "
+                f"{sorted(unknown)}"
+            )
+        attack = StartOnly(criterion, batch_size=batch_size or 256, seed=seed, **attack_kwargs)
         preset = None
     else:
         if batch_size is None:

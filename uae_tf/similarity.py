@@ -66,6 +66,10 @@ class Similarity(abc.ABC):
       for :meth:`update`, so they depend on the sample's seed and the iteration only.
     * :meth:`get_config` -- the settings as a JSON-serializable dict with a
       ``"name"``; ``__repr__`` shows it.
+    * ``estimates_information`` -- whether the value is a mutual-information
+      estimate (a lower bound: only a positive value tells x + delta apart from
+      independence); the attacks' default ``selection="published"`` then keeps
+      only iterates with a positive value, for unsupervised criteria.
 
     Example: a negative L1 distance, with no state and no randomness.
 
@@ -89,6 +93,7 @@ class Similarity(abc.ABC):
 
     name = None
     draws_per_iteration = 0
+    estimates_information = False
 
     @_build_once
     def build(self, input_shape, criterion, seed):
@@ -173,6 +178,7 @@ class MINESimilarity(Similarity):
     """
 
     name = "mine"
+    estimates_information = True
     _NETWORK_KWARGS = ("hidden_units", "features", "conv_filters")
 
     def __init__(self, view="auto", mine_steps=None, learning_rate=1.5e-5, layer_name=None,

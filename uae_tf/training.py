@@ -132,7 +132,9 @@ def train_autoencoder(
             augmentation = load_results(augmentation)
         augmentation_config = _augmentation_config(augmentation, dataset)
         data = UAESequence.from_results(x, augmentation, batch_size=batch_size, seed=seed)
-        fit_args = {"x": data}
+        # The sequence shuffles from the seed; fit's shuffle would permute its batches
+        # with the global `random` state.
+        fit_args = {"x": data, "shuffle": False}
         steps_per_epoch = len(data)
     else:
         data, steps_per_epoch = shuffled_batches(x, batch_size=batch_size, seed=seed)

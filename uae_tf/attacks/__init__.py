@@ -5,5 +5,7 @@ from uae_tf.attacks.gaussian import GaussianAugmentation
 from uae_tf.attacks.minmax import MinMaxAttack
 from uae_tf.attacks.penalty import PenaltyAttack
 from uae_tf.attacks.pgd import PGDAttack
+from uae_tf.attacks.start import StartOnly
 
-__all__ = ["AttackResult", "GaussianAugmentation", "MinMaxAttack", "PGDAttack", "PenaltyAttack"]
+__all__ = ["AttackResult", "GaussianAugmentation", "MinMaxAttack", "PGDAttack", "PenaltyAttack",
+           "StartOnly"]

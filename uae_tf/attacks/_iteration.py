@@ -30,18 +30,7 @@ class IterationStep:
     def __init__(self, criterion, similarity, initial_perturbation, step_size, epsilon):
         self.criterion = criterion
         self.similarity = similarity_lib.get(similarity)
-        if initial_perturbation != "glorot" and not (
-            isinstance(initial_perturbation, (int, float))
-            and np.isfinite(initial_perturbation)
-            and 0 <= initial_perturbation <= 1
-        ):
-            raise ValueError(
-                "initial_perturbation must be 'glorot' or a radius in [0, 1]. Received: "
-                f"initial_perturbation={initial_perturbation!r}"
-            )
-        self.initial_perturbation = (
-            initial_perturbation if initial_perturbation == "glorot" else float(initial_perturbation)
-        )
+        self.initial_perturbation = check_initial_perturbation(initial_perturbation)
         self.step_size = _validation.check_positive_float(step_size, "step_size")
         self.epsilon = _validation.check_positive_float(epsilon, "epsilon", upper=1.0)
         self.sign = -1.0 if criterion.supervised else 1.0
@@ -70,23 +59,9 @@ class IterationStep:
             steps: Iterations the state must hold random draws for.
         """
         reference = self.criterion.reference(x, labels, seeds)
-        delta = self._initial_delta(x, seeds)
+        delta = initial_delta(x, seeds, self.initial_perturbation, self.epsilon)
         state = self.similarity.initial_state(x, seeds, steps * self.similarity.draws_per_iteration)
         return reference, delta, state
-
-    def _initial_delta(self, x, seeds):
-        radius = self.initial_perturbation
-        if radius == "glorot":
-            radius = glorot_radius(x.shape[1:])
-        if radius == 0:
-            return tf.zeros_like(x)
-        radius = min(radius, self.epsilon)
-        delta = tf.map_fn(
-            lambda s: tf.random.stateless_uniform(tf.shape(x)[1:], s, -radius, radius),
-            _seeds.fold_in(seeds, _DELTA_STREAM),
-            fn_output_signature=tf.float32,
-        )
-        return tf.clip_by_value(x + delta, 0.0, 1.0) - x
 
     def __call__(self, x, reference, delta, state, const, t):
         """Iteration ``t`` (from 0) at the constants ``const``.
@@ -115,20 +90,48 @@ class IterationStep:
         return delta, x_adv, state, value, criterion(x_adv, x, reference)
 
 
+SELECTIONS = ("published", "algorithm1")
+
+
 class BestSoFar:
     """The per-sample best successful iterate, and the lowest-f one as a fallback.
 
-    An iterate counts as successful when ``f <= 0``; among them the one with the
-    best similarity is kept (lowest for ``sign = +1``, highest for ``sign = -1``).
-    The tracked values are a dict of ``[B, ...]`` tensors, carried by the attacks'
-    loops.
+    Which iterates count as successful is the ``selection`` rule:
+
+    * ``"published"`` (default): as the published attacks. For unsupervised criteria
+      and a similarity that estimates mutual information (MINE), an iterate counts
+      when ``f <= 0`` *and* its estimate is positive, and the smallest positive
+      estimate is kept (``unsupervised_attack.py``: ``fx == 0 and
+      mutual_in > 0``). A non-positive Donsker-Varadhan estimate is below what the
+      statistics network can tell apart from independence, so taking the most
+      negative one selects the iterate where the barely trained network is most
+      wrong, not the most dissimilar example. For supervised criteria the published
+      ``supervised_attack.py`` and ``MINE_binary_search.py`` count an iterate when
+      the classifier is fooled, whatever the estimate, and keep the highest: the
+      same as ``"algorithm1"``.
+    * ``"algorithm1"``: Algorithm 1 as printed, an iterate counts when ``f <= 0``.
+
+    Among counted iterates the one with the best similarity is kept (lowest for
+    ``sign = +1``, highest for ``sign = -1``). The tracked values are a dict of
+    ``[B, ...]`` tensors, carried by the attacks' loops.
 
     Args:
         sign: ``+1`` (unsupervised: lower is better) or ``-1`` (supervised).
+        selection: ``"published"`` or ``"algorithm1"``.
+        estimates_information: Whether the similarity is a mutual-information
+            estimate (``Similarity.estimates_information``); the published rule
+            asks for a positive value only then (an L2-UAE's ``-||x - Phi||^2`` is
+            never positive).
     """
 
-    def __init__(self, sign):
+    def __init__(self, sign, selection="published", estimates_information=True):
+        if selection not in SELECTIONS:
+            raise ValueError(
+                f"selection must be one of {SELECTIONS}. Received: selection={selection!r}"
+            )
         self.sign = sign
+        self.selection = selection
+        self.requires_positive = selection == "published" and sign > 0 and estimates_information
 
     def initial(self, x):
         """Returns the tracked values before any iterate, for clean ``x``."""
@@ -146,6 +149,8 @@ class BestSoFar:
     def update(self, tracked, x_adv, s, f):
         """Takes in one iterate; returns ``(tracked, [B] whether it counts as successful)``."""
         counts = f <= 0.0
+        if self.requires_positive:
+            counts &= s > 0.0
         improved = counts & (self.sign * s < self.sign * tracked["best_s"])
         lower = f < tracked["low_f"]
         return {
@@ -167,6 +172,46 @@ class BestSoFar:
             tf.where(found, tracked["best_s"], tracked["low_s"]),
             tf.where(found, tracked["best_f"], tracked["low_f"]),
         )
+
+
+def check_initial_perturbation(initial_perturbation):
+    """Returns ``"glorot"`` or the radius as a float, or raises a ValueError naming it."""
+    if initial_perturbation == "glorot":
+        return initial_perturbation
+    if not (
+        isinstance(initial_perturbation, (int, float))
+        and not isinstance(initial_perturbation, bool)
+        and np.isfinite(initial_perturbation)
+        and 0 <= initial_perturbation <= 1
+    ):
+        raise ValueError(
+            "initial_perturbation must be 'glorot' or a radius in [0, 1]. Received: "
+            f"initial_perturbation={initial_perturbation!r}"
+        )
+    return float(initial_perturbation)
+
+
+def initial_delta(x, seeds, initial_perturbation, epsilon):
+    """delta_0 of each sample: uniform in [-r, r] from its seed, x + delta_0 in [0, 1].
+
+    Args:
+        x: ``[B, ...]`` clean samples.
+        seeds: ``[B, 2]`` per-sample seeds (the attack's, before its delta stream).
+        initial_perturbation: ``"glorot"`` (r = :func:`glorot_radius`) or a radius.
+        epsilon: The L-infinity bound; r is capped by it.
+    """
+    radius = initial_perturbation
+    if radius == "glorot":
+        radius = glorot_radius(x.shape[1:])
+    if radius == 0:
+        return tf.zeros_like(x)
+    radius = min(radius, epsilon)
+    delta = tf.map_fn(
+        lambda s: tf.random.stateless_uniform(tf.shape(x)[1:], s, -radius, radius),
+        _seeds.fold_in(seeds, _DELTA_STREAM),
+        fn_output_signature=tf.float32,
+    )
+    return tf.clip_by_value(x + delta, 0.0, 1.0) - x
 
 
 def glorot_radius(sample_shape):

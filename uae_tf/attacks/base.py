@@ -48,6 +48,27 @@ class AttackResult:
         return cls(**{name: np.concatenate([getattr(r, name) for r in results]) for name in fields})
 
 
+def unoptimized_result(x_adv, f):
+    """The :class:`AttackResult` of a method that optimizes nothing (noise, a start).
+
+    ``success`` is ``f <= 0``, ``mi`` NaN and the histories empty.
+
+    Args:
+        x_adv: ``[N, ...]`` tensor, the perturbed samples.
+        f: ``[N]`` tensor, the criterion there.
+    """
+    n = len(f)
+    f = f.numpy()
+    return AttackResult(
+        x_adv=x_adv.numpy(),
+        success=f <= 0,
+        mi=np.full(n, np.nan, np.float32),
+        f=f,
+        mi_history=np.zeros((n, 0), np.float32),
+        c_history=np.zeros((n, 0), np.float32),
+    )
+
+
 def run_in_batches(run_batch, arrays, batch_size, verbose=False):
     """Calls ``run_batch(*batch_arrays)`` over consecutive slices and joins the results.
 

@@ -1,10 +1,9 @@
 """Gaussian augmentation (GA), the paper's noise baseline, in the attacks' shape."""
 
-import numpy as np
 import tensorflow as tf
 
 from uae_tf import _seeds, _validation
-from uae_tf.attacks.base import Attack, AttackResult
+from uae_tf.attacks.base import Attack, unoptimized_result
 
 # Stream of the noise, apart from the attacks' draws from the same sample seeds.
 _NOISE_STREAM = 0x6E6F6973
@@ -38,24 +37,15 @@ class GaussianAugmentation(Attack):
 
     def _run_batch(self, x, labels, indices):
         labels = None if labels is None else tf.constant(labels)
-        x_aug, f = self._run_loop(tf.constant(x), labels, tf.constant(indices))
-        n = len(x)
-        return AttackResult(
-            x_adv=x_aug.numpy(),
-            success=f.numpy() <= 0,
-            mi=np.full(n, np.nan, np.float32),
-            f=f.numpy(),
-            mi_history=np.zeros((n, 0), np.float32),
-            c_history=np.zeros((n, 0), np.float32),
-        )
+        return unoptimized_result(*self._run_loop(tf.constant(x), labels, tf.constant(indices)))
 
     def _attack_loop(self, x, labels, indices):
         """The noisy samples and the criterion there (graph mode: nothing to iterate)."""
-        seeds = _seeds.fold_in(_seeds.sample_seeds(self.seed, indices), _NOISE_STREAM)
+        seeds = _seeds.sample_seeds(self.seed, indices)
         noise = tf.map_fn(
             lambda s: tf.random.stateless_normal(tf.shape(x)[1:], s, stddev=self.sigma),
-            seeds,
+            _seeds.fold_in(seeds, _NOISE_STREAM),
             fn_output_signature=tf.float32,
         )
         x_aug = tf.clip_by_value(x + noise, 0.0, 1.0)
-        return x_aug, self.criterion(x_aug, x, self.criterion.reference(x, labels))
+        return x_aug, self.criterion(x_aug, x, self.criterion.reference(x, labels, seeds))

@@ -27,23 +27,26 @@ class MinMaxAttack(Attack):
        on the sample's statistics network);
     4. ``c <- max(0, (1 - beta / t^p) * c + beta * f+(x + delta))`` with
        p = ``const_decay_power`` (1/4; the published SimCLR attack used 1/2);
-    5. keep x + delta if it succeeds (f <= 0) with the best I so far (lowest for
-       unsupervised, highest for supervised).
+    5. keep x + delta if it succeeds with the best I so far (lowest for
+       unsupervised, highest for supervised); with the default
+       ``selection="published"`` an unsupervised MINE iterate succeeds when
+       f <= 0 and its MI estimate is positive (the published code), with
+       ``"algorithm1"`` when f <= 0.
 
     Where no iterate succeeds the sample gets the iterate with the lowest f and
     ``success=False``. c starts at ``initial_const`` (1e-3, the published code;
     Algorithm 1 writes c_0 = 0, which would make the first step ignore the
-    criterion). delta starts at 0 (Algorithm 1) unless ``initial_perturbation``
-    says otherwise. The MI of an iterate is the estimate of the last MINE step's
+    criterion). The MI of an iterate is the estimate of the last MINE step's
     forward pass, as in the published code.
 
-    The start matters. From delta_0 = 0 with alpha = 0.01 the gradient of I
-    through a barely trained statistics network is tiny and UAEs stay within about
-    1e-4 of x, which as augmentation is close to duplicating the data. The
-    published code created delta with ``tf.get_variable``'s default Glorot-uniform
-    initializer; ``initial_perturbation="glorot"`` reproduces that start (uniform in
-    +-sqrt(6 / (fan_in + fan_out)) of a ``[1, *sample_shape]`` variable, as TF
-    computes it: 0.086 for a 28x28x1 image), and the Table 4 experiment uses it.
+    The start matters. delta_0 is by default the published code's: its attacks
+    create delta with ``tf.get_variable`` and no initializer, i.e. Glorot-uniform
+    noise in +-sqrt(6 / (fan_in + fan_out)) of a ``[1, *sample_shape]`` variable
+    (0.086 for a 28x28x1 image, 0.073 for 32x32x3), drawn anew for every sample.
+    ``initial_perturbation=0`` is Algorithm 1 as printed; from there, with alpha =
+    0.01, the gradient of I through a barely trained statistics network is tiny
+    and UAEs stay within about 1e-4 of x, which as augmentation is close to
+    duplicating the data.
 
     All T iterations of a batch run in one ``tf.function`` (a ``tf.while_loop``)
     with every per-sample quantity -- delta, c, the statistics networks and their
@@ -60,9 +63,9 @@ class MinMaxAttack(Attack):
             ``"l2"`` (the L2-UAE baseline: ``-||x - Phi(x + delta)||^2`` in place of
             I, unsupervised criteria with a model only). The results' ``mi``
             fields hold its value. Built on the attack's first call.
-        initial_perturbation: delta_0: ``0.0`` (Algorithm 1), a radius r > 0 for
-            delta_0 uniform in [-r, r], or ``"glorot"`` for the published code's
-            Glorot-uniform start (see above). Drawn from ``(seed, index)``; x +
+        initial_perturbation: delta_0: ``"glorot"`` (default: the published
+            code's Glorot-uniform start, see above), ``0`` (Algorithm 1 as
+            printed) or a radius r > 0 for delta_0 uniform in [-r, r]. Drawn from ``(seed, index)``; x +
             delta_0 is clipped to [0, 1].
         steps: T, attack iterations (paper: 40 unsupervised).
         step_size: alpha, the gradient step on delta (paper: 0.01).
@@ -80,6 +83,12 @@ class MinMaxAttack(Attack):
             graph mode, with a warning, when the model has ops XLA cannot compile;
             ``uses_xla`` then says ``False``.
         verbose: Show a progress bar.
+        selection: Which iterates count as successful: ``"published"`` (default;
+            for MINE with an unsupervised criterion, ``f <= 0`` and a positive MI
+            estimate, the smallest kept, as the published code) or
+            ``"algorithm1"`` (``f <= 0``, the lowest MI kept, as printed). For
+            supervised criteria both are ``f <= 0`` with the highest MI. See
+            :class:`~uae_tf.attacks._iteration.BestSoFar`.
 
     Example:
 
@@ -93,7 +102,7 @@ class MinMaxAttack(Attack):
         self,
         criterion,
         similarity="mine",
-        initial_perturbation=0.0,
+        initial_perturbation="glorot",
         steps=40,
         step_size=0.01,
         beta=0.1,
@@ -104,10 +113,13 @@ class MinMaxAttack(Attack):
         seed=0,
         jit_compile="auto",
         verbose=False,
+        selection="published",
     ):
         super().__init__(criterion, batch_size, seed, jit_compile, verbose)
         self._step = IterationStep(criterion, similarity, initial_perturbation, step_size, epsilon)
-        self._best = BestSoFar(self._step.sign)
+        self._best = BestSoFar(
+            self._step.sign, selection, self._step.similarity.estimates_information
+        )
         self.similarity = self._step.similarity
         self.steps = _validation.check_positive_int(steps, "steps")
         self.beta = _validation.check_positive_float(beta, "beta")
@@ -121,6 +133,7 @@ class MinMaxAttack(Attack):
     def _settings(self):
         return {
             **self._step.get_config(),
+            "selection": self._best.selection,
             "steps": self.steps,
             "beta": self.beta,
             "initial_const": self.initial_const,

@@ -58,15 +58,15 @@ class PenaltyAttack(Attack):
     would halve it).
 
     Over all ``B * T'`` iterations the attack keeps the successful iterate with the
-    best MI (highest for supervised criteria, lowest for unsupervised ones), like
-    Algorithm 3's ``delta*``; where none succeeds it returns the lowest-f iterate
+    best MI (highest for supervised criteria, lowest for unsupervised ones; which
+    iterates succeed is the ``selection`` rule), like Algorithm 3's ``delta*``; where none succeeds it returns the lowest-f iterate
     with ``success=False``.
 
     Choices where Algorithm 3 is silent, following the published
     ``MINE_binary_search.py`` (itself Carlini and Wagner's search):
 
-    * Each search step restarts: delta goes back to its start
-      (``initial_perturbation``) and every sample gets fresh statistics networks
+    * Each search step restarts: delta gets a fresh start
+      (``initial_perturbation``, redrawn per step) and every sample gets fresh statistics networks
       and Adam moments, drawn from the sample's seed and the step number (step 0
       draws what :class:`MinMaxAttack` draws, so both methods start alike).
     * A search step counts as a success when *that step* found a successful
@@ -88,8 +88,10 @@ class PenaltyAttack(Attack):
         criterion: A criterion from :mod:`uae_tf.criteria`.
         similarity: A :class:`~uae_tf.similarity.Similarity`, a config dict,
             ``"mine"`` or ``"l2"`` (see :class:`MinMaxAttack`).
-        initial_perturbation: delta at the start of every search step: ``0.0``, a
-            radius in (0, 1], or ``"glorot"`` (see :class:`MinMaxAttack`).
+        initial_perturbation: delta at the start of every search step, drawn
+            anew for each step as the published ``MINE_binary_search.py`` does:
+            ``"glorot"`` (default, the published start), ``0`` or a radius in
+            (0, 1] (see :class:`MinMaxAttack`).
         search_steps: B, binary search steps (paper: 9).
         steps: T', iterations per search step (paper: 1000).
         step_size: alpha, the gradient step on delta (paper: 0.01).
@@ -103,6 +105,8 @@ class PenaltyAttack(Attack):
         jit_compile: Compile each search step's loop with XLA (``"auto"`` falls
             back to graph mode when the model does not compile).
         verbose: Show a progress bar.
+        selection: Which iterates count as successful, ``"published"`` (default)
+            or ``"algorithm1"`` (see :class:`MinMaxAttack`).
 
     The result's ``mi_history`` and ``c_history`` are ``[N, B * T']``: the MI
     estimate after every iteration of every search step and the c it used.
@@ -118,7 +122,7 @@ class PenaltyAttack(Attack):
         self,
         criterion,
         similarity="mine",
-        initial_perturbation=0.0,
+        initial_perturbation="glorot",
         search_steps=9,
         steps=1000,
         step_size=0.01,
@@ -130,10 +134,13 @@ class PenaltyAttack(Attack):
         seed=0,
         jit_compile="auto",
         verbose=False,
+        selection="published",
     ):
         super().__init__(criterion, batch_size, seed, jit_compile, verbose)
         self._step = IterationStep(criterion, similarity, initial_perturbation, step_size, epsilon)
-        self._best = BestSoFar(self._step.sign)
+        self._best = BestSoFar(
+            self._step.sign, selection, self._step.similarity.estimates_information
+        )
         self.similarity = self._step.similarity
         self.search_steps = _validation.check_positive_int(search_steps, "search_steps")
         self.steps = _validation.check_positive_int(steps, "steps")
@@ -151,6 +158,7 @@ class PenaltyAttack(Attack):
     def _settings(self):
         return {
             **self._step.get_config(),
+            "selection": self._best.selection,
             "search_steps": self.search_steps,
             "steps": self.steps,
             "initial_const": self.initial_const,

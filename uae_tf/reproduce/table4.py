@@ -5,7 +5,10 @@ For each replicate (seed S, S+1, ...): train the autoencoder on the originals
 (the MinMax attack with per-sample MINE), L2-UAE, and Gaussian noise with sigma
 0.01 and 0.001 -- and retrain the same architecture from scratch on the originals
 plus each augmentation (failed UAEs replicated), for the "augmented" epochs of
-Table 8. ``original-same-steps`` trains on the originals alone for as many
+Table 8. ``start-only`` is a control the paper lacks: the attacks' start delta_0
+alone (no attack iteration), kept where the criterion holds and replicated where it
+fails, exactly as the MINE-UAEs; with the published start most of a UAE is its
+start, and this row shows what the MinMax iterations add over it. ``original-same-steps`` trains on the originals alone for as many
 gradient steps as an augmented run takes: the augmented runs see twice the
 samples for more epochs, and a fair reading needs that control.
 
@@ -14,9 +17,12 @@ replicates), the ASR on the training set, and the improvement over ``original``
 in percent (positive: lower error).
 
 The attacks start from the published code's Glorot-uniform delta
-(``--initial-perturbation glorot``, the default here): from delta = 0 (Algorithm 1)
-the UAEs stay within ~1e-4 of the originals and augmentation is little more than
-duplication. See the README.
+(``--initial-perturbation glorot``, the default): from delta = 0 (Algorithm 1) the
+UAEs stay within ~1e-4 of the originals and augmentation is little more than
+duplication. ``--selection`` chooses which iterate the attacks keep (``published``
+or ``algorithm1``). The figures of one seed depend on the machine's float arithmetic
+(see the README, "Numbers that travel"): draw conclusions from several seeds
+(``--seeds``), whose spread the report shows.
 
 Writes, and resumes from, ``OUT``::
 
@@ -40,6 +46,7 @@ from uae_tf import datasets, training
 from uae_tf._argtypes import initial_perturbation as parse_initial_perturbation
 from uae_tf._argtypes import add_attack_batch_size_argument, add_quiet_argument, int_at_least
 from uae_tf._validation import check_positive_int
+from uae_tf.attacks._iteration import SELECTIONS
 from uae_tf.criteria import ReconstructionCriterion
 from uae_tf.generation import generate
 from uae_tf.presets import PRESETS
@@ -51,10 +58,12 @@ from uae_tf.views import VIEWS
 NAME = "table4"
 SUMMARY = "Table 4: test reconstruction error after UAE augmentation, with the baselines."
 
-ROWS = ("original", "mine-uae", "l2-uae", "ga-0.01", "ga-0.001", "original-same-steps")
+ROWS = ("original", "mine-uae", "start-only", "l2-uae", "ga-0.01", "ga-0.001",
+        "original-same-steps")
 # Augmented rows: (generate method, extra arguments).
 AUGMENTATIONS = {
     "mine-uae": ("mine", {}),
+    "start-only": ("start", {}),
     "l2-uae": ("l2", {}),
     "ga-0.01": ("gaussian", {"sigma": 0.01}),
     "ga-0.001": ("gaussian", {"sigma": 0.001}),
@@ -93,6 +102,7 @@ def run_table4(
     epochs=None,
     augmented_epochs=None,
     initial_perturbation="glorot",
+    selection="published",
     attack_batch_size=None,
     seed=0,
     data_dir=None,
@@ -113,7 +123,10 @@ def run_table4(
         epochs: Epochs of ``original`` (default: Table 8).
         augmented_epochs: Epochs of the augmented rows (default: Table 8's
             augmented column).
-        initial_perturbation: delta_0 of the attacks (see :class:`uae_tf.MinMaxAttack`).
+        initial_perturbation: delta_0 of the attacks and of ``start-only`` (see
+            :class:`uae_tf.MinMaxAttack`).
+        selection: Which iterate the MINE-UAE and L2-UAE attacks keep:
+            ``"published"`` or ``"algorithm1"`` (see :class:`uae_tf.MinMaxAttack`).
         attack_batch_size: Samples attacked at once (default: the attack's).
         seed: First seed.
         data_dir: tensorflow-datasets cache directory.
@@ -130,6 +143,8 @@ def run_table4(
         raise ValueError(f"preset must be one of {sorted(PRESETS)}. Received: {preset!r}")
     if view not in VIEWS:
         raise ValueError(f"view must be one of {VIEWS}. Received: {view!r}")
+    if selection not in SELECTIONS:
+        raise ValueError(f"selection must be one of {SELECTIONS}. Received: {selection!r}")
     seeds = check_positive_int(seeds, "seeds")
     epochs = epochs or autoencoders.default_epochs(arch, dataset)
     augmented_epochs = augmented_epochs or autoencoders.default_epochs(arch, dataset, augmented=True)
@@ -143,6 +158,7 @@ def run_table4(
         "epochs": epochs,
         "augmented_epochs": augmented_epochs,
         "initial_perturbation": initial_perturbation,
+        "selection": selection,
         "batch_size": autoencoders.default_batch_size,
         "data_dir": None if data_dir is None else str(data_dir),
     }
@@ -171,14 +187,16 @@ def run_table4(
         steps = None
         for row, (method, extra) in AUGMENTATIONS.items():
             kwargs = dict(extra)
+            if method in ("mine", "l2"):
+                kwargs.update(preset=preset, view=view, selection=selection)
             if method != "gaussian":
-                kwargs.update(preset=preset, view=view, initial_perturbation=initial_perturbation)
+                kwargs.update(initial_perturbation=initial_perturbation)
             log(f"[seed {run_seed}] {row}: generating {len(x_train)} augmentations")
             began = time.perf_counter()
             results = generate(
                 phi, x_train, run_dir / "augment" / row, method=method,
                 batch_size=attack_batch_size, seed=run_seed,
-                verbose=verbose and method != "gaussian" and sys.stdout.isatty(),
+                verbose=verbose and method in ("mine", "l2") and sys.stdout.isatty(),
                 config={"dataset": dataset, "split": "train", "limit": limit,
                         "model_sha256": model_sha},
                 **kwargs,
@@ -324,7 +342,8 @@ def _markdown(report):
         f"{report['n_train']} training samples (each with one augmentation in the augmented "
         f"rows), {len(config['seeds'])} replicate(s) (seeds {config['seeds']}), attack preset "
         f"`{config['preset']}`, view `{config['view']}`, initial perturbation "
-        f"`{config['initial_perturbation']}`; {config['epochs']} epochs for `original`, "
+        f"`{config['initial_perturbation']}`, selection `{config['selection']}`; "
+        f"{config['epochs']} epochs for `original`, "
         f"{config['augmented_epochs']} for the augmented rows. Test error: mean over test "
         "samples of the per-sample mean squared reconstruction error. Improvement: relative "
         "to `original` (positive = lower error). ASR: fraction of training samples whose "
@@ -337,7 +356,16 @@ def _markdown(report):
         ),
         "",
         "`std` is over replicates (`–` with one). `original-same-steps` trains on the "
-        "originals alone for as many gradient steps as an augmented row.",
+        "originals alone for as many gradient steps as an augmented row. `start-only` "
+        "augments with the attacks' start delta_0 alone (no iteration), filtered and "
+        "replicated like the MINE-UAEs.",
+        "",
+        "Every figure of one replicate depends on the machine's float arithmetic (thread "
+        "count, oneDNN and XLA reduction orders): the attacks' success flags at f close to "
+        "0 and the MINE estimates differ between machines, and training amplifies any "
+        "difference. On one machine a seed reproduces exactly; across machines expect the "
+        "spread of the replicates, and read the rows' order only where it holds beyond "
+        "that spread.",
         "",
         *[f"![{name}]({name})" for name in FIGURES],
         "",
@@ -372,6 +400,9 @@ def add_arguments(parser):
                         metavar="R",
                         help="delta_0 of the attacks: 'glorot' (published code; default), 0 "
                         "(Algorithm 1) or a radius")
+    parser.add_argument("--selection", choices=SELECTIONS, default="published",
+                        help="iterate the attacks keep: published (f <= 0 and MI > 0, the "
+                        "smallest MI; default) or algorithm1 (f <= 0, the lowest MI)")
     add_attack_batch_size_argument(parser)
     parser.add_argument("--data-dir", metavar="DIR", help="tensorflow-datasets cache directory")
     add_quiet_argument(parser)
@@ -384,7 +415,7 @@ def run(args):
         args.dataset, args.arch, args.out, preset=args.preset, seeds=args.seeds,
         limit=args.limit, view=args.view, epochs=args.epochs,
         augmented_epochs=args.augmented_epochs,
-        initial_perturbation=args.initial_perturbation,
+        initial_perturbation=args.initial_perturbation, selection=args.selection,
         attack_batch_size=args.attack_batch_size, seed=args.seed, data_dir=args.data_dir,
         verbose=not args.quiet,
     )

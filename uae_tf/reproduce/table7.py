@@ -34,7 +34,7 @@ import keras
 import numpy as np
 
 from uae_tf import datasets
-from uae_tf._argtypes import int_at_least
+from uae_tf._argtypes import add_attack_batch_size_argument, add_quiet_argument, int_at_least
 from uae_tf._validation import check_positive_int
 from uae_tf.criteria import ContrastiveCriterion
 from uae_tf.generation import generate
@@ -250,10 +250,9 @@ def add_arguments(parser):
                         help="pre-training epochs of 'original' (default: 30; cifar10: 1000)")
     parser.add_argument("--augmented-epochs", type=int_at_least(1), metavar="N",
                         help="epochs of 'mine-uae' (default: 30; cifar10: 1500)")
-    parser.add_argument("--attack-batch-size", type=int_at_least(1), metavar="B",
-                        help="samples attacked at once (default: 16)")
+    add_attack_batch_size_argument(parser, default="16")
     parser.add_argument("--data-dir", metavar="DIR", help="tensorflow-datasets cache directory")
-    parser.add_argument("--quiet", action="store_true", help="print only the final JSON line")
+    add_quiet_argument(parser)
     parser.add_argument("--out", required=True, metavar="DIR", help="experiment directory")
 
 
