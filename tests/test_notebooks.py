@@ -52,3 +52,36 @@ def test_quickstart_runs(tmp_path):
         if "image/png" in o.get("data", {})
     ]
     assert images, "the UAE figure was not drawn"
+
+
+CONTRASTIVE_SMALL = """N_TRAIN = 32
+N_TEST = 64
+EPOCHS = 1
+BATCH_SIZE = 16
+PROBE_EPOCHS = 2
+PAIRS = 2
+SEED = 0
+VIEW = "random"
+ATTACK = dict(uae_tf.get_preset("fast"), steps=2, similarity={"name": "mine", "mine_steps": 2})
+EXPORT_DIR = "simclr_encoder"
+MODEL_FILE = "simclr_mine_uae.keras"
+"""
+
+
+@pytest.mark.slow
+def test_contrastive_learning_runs(tmp_path):
+    notebook = _run("03_contrastive_learning.ipynb", CONTRASTIVE_SMALL, tmp_path)
+    text = _output_text(notebook)
+    assert "linear-probe accuracy" in text
+    assert "attack success rate" in text
+    assert "original + MINE-UAE" in text
+    assert "original, same steps" in text
+    assert "reloaded .keras model matches" in text
+    assert "reloaded SavedModel encoder matches" in text
+    assert (tmp_path / "simclr_mine_uae.keras").is_file()
+    assert (tmp_path / "simclr_encoder" / "saved_model.pb").is_file()
+    images = [
+        o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", [])
+        if "image/png" in o.get("data", {})
+    ]
+    assert images, "the UAE figure was not drawn"
