@@ -68,7 +68,19 @@ def test_constraints_hold(conv_ae, mnist5k):
 
 
 def test_high_attack_success_rate(conv_result):
-    assert conv_result[2].attack_success_rate >= 0.9
+    # From delta_0 = 0 with Algorithm 1's rule (f <= 0), the attack finds a UAE for
+    # nearly every digit. From the published start (the default) the +-0.086 noise
+    # first makes f > 0, and the published rule also needs a positive MI estimate;
+    # with the same seeds it counts a subset of Algorithm 1's iterates, so its ASR
+    # can only be lower.
+    x, attack, published = conv_result
+    settings = {**attack.get_config(), "selection": "algorithm1"}
+    for key in ("attack", "criterion"):
+        settings.pop(key)
+    same_start = MinMaxAttack(attack.criterion, **settings)(x)
+    assert np.all(same_start.success[published.success])
+    from_zero = MinMaxAttack(attack.criterion, **{**settings, "initial_perturbation": 0})(x)
+    assert from_zero.attack_success_rate >= 0.9
 
 
 def test_uaes_have_lower_mi_than_delta_zero(conv_result, conv_ae):
@@ -206,7 +218,11 @@ def test_random_view_on_dense_autoencoder(dense_ae, mnist5k):
     assert attack.similarity.built_view.num_projections == 64
     f = _recompute_f(dense_ae, x, result.x_adv)
     clear = np.abs(f) > 1e-4
-    np.testing.assert_array_equal(result.success[clear], f[clear] <= 0)
+    # The published rule (the default): a success is an iterate with f <= 0 and a
+    # positive MI estimate; a failure returns the lowest-f iterate, which may have
+    # f <= 0 with MI <= 0.
+    assert np.all(f[clear & result.success] <= 0)
+    assert np.all(result.mi[result.success] > 0)
     # The returned MI is the estimate of one of the iterates (the best successful
     # one, else the lowest-f one): an entry of the history.
     for mi, history in zip(result.mi, result.mi_history):
