@@ -20,6 +20,7 @@ from uae_tf.attacks import AttackResult, GaussianAugmentation, MinMaxAttack
 from uae_tf.attacks import PenaltyAttack, PGDAttack
 from uae_tf.augmentation import UAERegeneration, UAESequence
 from uae_tf.criteria import (
+    ContrastiveCriterion,
     Criterion,
     LossCriterion,
     MarginCriterion,
@@ -58,6 +59,7 @@ __all__ = [
     "UAESequence",
     "UAERegeneration",
     "Criterion",
+    "ContrastiveCriterion",
     "LossCriterion",
     "MarginCriterion",
     "ReconstructionCriterion",
