@@ -2,6 +2,8 @@
 
 import argparse
 
+from uae_tf.presets import PRESETS
+
 
 def int_at_least(minimum):
     """Returns an argparse ``type`` that parses an integer >= ``minimum``."""
@@ -60,3 +62,13 @@ def add_steps_arguments(parser, steps, mine_steps=None, what="per sample"):
             "--mine-steps", type=int_at_least(1), default=mine_steps, metavar="K",
             help="MINE Adam steps per MinMax iteration (default: %(default)s)",
         )
+
+
+def add_replicate_arguments(parser, preset="fast"):
+    """Adds ``--preset`` (the experiments' CPU-sized default), ``--seeds`` and ``--seed``."""
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=preset,
+                        help="attack settings (default: %(default)s)")
+    parser.add_argument("--seeds", type=int_at_least(1), default=1, metavar="N",
+                        help="replicates, seeds S..S+N-1 (default: %(default)s)")
+    parser.add_argument("--seed", type=int_at_least(0), default=0, metavar="S",
+                        help="first seed (default: %(default)s)")

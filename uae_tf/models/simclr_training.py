@@ -14,7 +14,6 @@ Example:
 >>> record["linear_probe"]["test_accuracy"]  # doctest: +SKIP
 """
 
-import numbers
 import time
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import tensorflow as tf
 from uae_tf import datasets
 from uae_tf._batches import shuffled_batches
 from uae_tf._io import write_json_atomic
-from uae_tf._validation import check_positive_int
+from uae_tf._validation import check_positive_int, check_seed
 from uae_tf.augmentation import UAESequence
 from uae_tf.generation import GenerationResults, load_results
 from uae_tf.contrastive import nt_xent
@@ -158,8 +157,7 @@ def train_simclr(dataset, epochs=None, batch_size=None, seed=0, out=None, data_d
     epochs = check_positive_int(
         epochs or default_epochs(dataset, augmented=augmentation is not None), "epochs")
     batch_size = check_positive_int(batch_size or default_batch_size(dataset), "batch_size")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0. Received: seed={seed!r}")
+    seed = check_seed(seed)
     encoder = encoder or default_encoder(dataset)
     optimizer = optimizer or ("lars" if encoder == "resnet18" else "adam")
     if out is not None:

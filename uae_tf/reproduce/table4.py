@@ -44,7 +44,12 @@ import numpy as np
 import autoencoders
 from uae_tf import datasets, training
 from uae_tf._argtypes import initial_perturbation as parse_initial_perturbation
-from uae_tf._argtypes import add_attack_batch_size_argument, add_quiet_argument, int_at_least
+from uae_tf._argtypes import (
+    add_attack_batch_size_argument,
+    add_quiet_argument,
+    add_replicate_arguments,
+    int_at_least,
+)
 from uae_tf._validation import check_positive_int
 from uae_tf.attacks._iteration import SELECTIONS
 from uae_tf.criteria import ReconstructionCriterion
@@ -382,12 +387,7 @@ def add_arguments(parser):
                         help=f"dataset: {', '.join(datasets.DATASETS)}")
     parser.add_argument("--arch", required=True, choices=autoencoders.ARCHITECTURES,
                         help="autoencoder architecture")
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="fast",
-                        help="attack settings (default: %(default)s)")
-    parser.add_argument("--seeds", type=int_at_least(1), default=1, metavar="N",
-                        help="replicates, seeds S..S+N-1 (default: %(default)s)")
-    parser.add_argument("--seed", type=int_at_least(0), default=0, metavar="S",
-                        help="first seed (default: %(default)s)")
+    add_replicate_arguments(parser)
     parser.add_argument("--limit", type=int_at_least(1), metavar="N",
                         help="use the first N training samples (default: all)")
     parser.add_argument("--view", choices=VIEWS, default="auto",

@@ -34,7 +34,12 @@ import keras
 import numpy as np
 
 from uae_tf import datasets
-from uae_tf._argtypes import add_attack_batch_size_argument, add_quiet_argument, int_at_least
+from uae_tf._argtypes import (
+    add_attack_batch_size_argument,
+    add_quiet_argument,
+    add_replicate_arguments,
+    int_at_least,
+)
 from uae_tf._validation import check_positive_int
 from uae_tf.criteria import ContrastiveCriterion
 from uae_tf.generation import generate
@@ -231,12 +236,7 @@ def add_arguments(parser):
     """Adds the options of ``uae reproduce table7``."""
     parser.add_argument("--dataset", choices=datasets.DATASETS, default="mnist5k", metavar="NAME",
                         help="mnist5k (CPU default) or cifar10 (the paper's)")
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="fast",
-                        help="attack settings (default: %(default)s)")
-    parser.add_argument("--seeds", type=int_at_least(1), default=1, metavar="N",
-                        help="replicates, seeds S..S+N-1 (default: %(default)s)")
-    parser.add_argument("--seed", type=int_at_least(0), default=0, metavar="S",
-                        help="first seed (default: %(default)s)")
+    add_replicate_arguments(parser)
     parser.add_argument("--limit", type=int_at_least(1), metavar="N",
                         help="use the first N training samples (default: 256; cifar10: all)")
     parser.add_argument("--view", choices=VIEWS,
