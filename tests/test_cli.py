@@ -101,8 +101,10 @@ def test_dataset_unavailable_is_one_line_with_exit_code_1(trained, capsys, monke
         (["train", "--arch", "conv", "--dataset", "mnist5k"], "--out"),
         (["evaluate", "--model", "x", "--dataset", "mnist5k", "--split", "val"], "'val'"),
         (["attack"], "'attack'"),
+        (["generate", "--model", "x", "--dataset", "mnist5k", "--shard", "2/2", "--out", "x"],
+         "'2/2'"),
     ],
-    ids=["arch", "dataset", "epochs", "no-out", "split", "command"],
+    ids=["arch", "dataset", "epochs", "no-out", "split", "command", "shard"],
 )
 def test_bad_arguments_exit_2_with_one_line(argv, named, capsys):
     assert main(argv) == 2

@@ -6,12 +6,14 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
 import pytest
 
 from uae_tf import evaluation, generation, runs
+from uae_tf.attacks.base import AttackResult
 
 TINY = dict(steps=3, similarity={"mine_steps": 2})
 
@@ -49,6 +51,19 @@ def test_results_and_summary_are_written(run):
     assert sorted(p.name for p in (out / "chunks").glob("*.npz")) == ["00000000.npz", "00000004.npz"]
 
 
+def _assert_same_results(a, b, model, x):
+    """The results of one run made in other batches: equal up to float rounding."""
+    for key in ("x_adv", "mi"):
+        np.testing.assert_allclose(getattr(a, key), getattr(b, key), rtol=1e-4, atol=1e-6)
+    # f is a difference of two sums of squared errors over every pixel, computed at
+    # another batch size: its rounding error scales with those sums, not with f.
+    summed = x[0].size * evaluation.per_sample_reconstruction_error(model, a.x_adv)
+    tolerance = 1e-6 * (1.0 + summed)
+    assert np.all(np.abs(a.f - b.f) <= tolerance), (a.f, b.f, tolerance)
+    np.testing.assert_array_equal(a.success, b.success)
+    np.testing.assert_array_equal(a.index, b.index)
+
+
 def test_resume_recomputes_only_missing_chunks_and_matches(run, conv_ae, tmp_path):
     out, x, _ = run
     copy = tmp_path / "copy"
@@ -58,15 +73,97 @@ def test_resume_recomputes_only_missing_chunks_and_matches(run, conv_ae, tmp_pat
     kept = (copy / "chunks" / "00000000.npz").stat().st_mtime_ns
     generation.generate(conv_ae, x, copy, batch_size=1, verbose=False, **TINY)
     assert (copy / "chunks" / "00000000.npz").stat().st_mtime_ns == kept
-    a, b = generation.load_results(out), generation.load_results(copy)
-    for key in ("x_adv", "mi"):
-        np.testing.assert_allclose(getattr(a, key), getattr(b, key), rtol=1e-4, atol=1e-6)
-    # f is a difference of two sums of squared errors over every pixel, computed at
-    # another batch size: its rounding error scales with those sums, not with f.
-    summed = x[0].size * evaluation.per_sample_reconstruction_error(conv_ae, a.x_adv)
-    tolerance = 1e-6 * (1.0 + summed)
-    assert np.all(np.abs(a.f - b.f) <= tolerance), (a.f, b.f, tolerance)
-    np.testing.assert_array_equal(a.success, b.success)
+    _assert_same_results(generation.load_results(out), generation.load_results(copy), conv_ae, x)
+
+
+def test_shards_in_any_order_add_up_to_the_whole_run(run, conv_ae, tmp_path):
+    out, x, _ = run
+    sharded = tmp_path / "sharded"
+    for shard in [(2, 3), (0, 3), (2, 3)]:  # the rerun of 2/3 resumes: nothing to do
+        assert generation.generate(conv_ae, x, sharded, batch_size=4, verbose=False,
+                                   shard=shard, **TINY) is None
+        assert not (sharded / "uae.npz").exists()
+    made = generation.generate(conv_ae, x, sharded, batch_size=4, verbose=False, shard=(1, 3),
+                               **TINY)
+    assert sorted(p.name for p in (sharded / "chunks").glob("*.npz")) == [
+        "00000000.npz", "00000001.npz", "00000002.npz"]  # {0, 3}, {1, 4}, {2, 5}
+    whole = generation.load_results(out)
+    assert made.summary["config"] == whole.summary["config"]  # one config for all shards
+    _assert_same_results(whole, made, conv_ae, x)
+    with pytest.raises(ValueError, match=r"shard must be \(i, n\).*\(3, 3\)"):
+        generation.generate(conv_ae, x, sharded, verbose=False, shard=(3, 3), **TINY)
+
+
+def _fake_attack(calls):
+    """A deterministic stand-in attack (per sample, from its index) that logs its calls."""
+
+    def attack(batch, labels=None, indices=None):
+        calls.append(indices.tolist())
+        time.sleep(0.002)  # lets the shards' threads interleave
+        steps = np.arange(2, dtype=np.float32)
+        return AttackResult(
+            x_adv=batch * 0.5, success=indices % 2 == 0, mi=indices.astype(np.float32),
+            f=-indices.astype(np.float32), mi_history=indices[:, None] + steps,
+            c_history=indices[:, None] * steps)
+
+    return attack
+
+
+def test_concurrent_shards_write_one_directory(tmp_path):
+    x = np.random.default_rng(0).random((41, 2, 2, 1), dtype=np.float32)
+    config = {"run": 1}
+    calls, results = [], {}
+    barrier = threading.Barrier(4)
+
+    def shard(i):
+        barrier.wait()  # all four create the config and write chunks at once
+        results[i] = runs.attack_in_chunks(_fake_attack(calls), x, tmp_path, config,
+                                           chunk_size=3, positions=runs.shard_positions(41, i, 4))
+
+    threads = [threading.Thread(target=shard, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    attacked = sorted(i for call in calls for i in call)
+    assert attacked == list(range(41))  # every sample once
+    finished = [result for result, _ in results.values() if result is not None]
+    assert finished  # the last shard to finish sees every sample
+    reference, _ = runs.attack_in_chunks(_fake_attack([]), x, tmp_path / "whole", config,
+                                         chunk_size=41)
+    again_calls = []
+    again, _ = runs.attack_in_chunks(_fake_attack(again_calls), x, tmp_path, config, chunk_size=5)
+    assert again_calls == []  # complete: nothing attacked
+    for result in [*finished, again]:
+        for key in ("x_adv", "success", "mi", "f", "mi_history", "c_history"):
+            np.testing.assert_array_equal(getattr(result, key), getattr(reference, key))
+    with pytest.raises(ValueError, match=r"shard must be an int in \[0, 4\).*4"):
+        runs.shard_positions(41, 4, 4)
+    np.testing.assert_array_equal(runs.shard_positions(7, 1, 3), [1, 4])
+
+
+def test_only_one_of_several_concurrent_configs_is_kept(tmp_path):
+    barrier = threading.Barrier(6)
+    outcomes = {}
+
+    def start(i):
+        barrier.wait()
+        try:
+            runs.check_config(tmp_path, {"seed": i}, format="uae-tf/test/v1")
+            outcomes[i] = "kept"
+        except runs.ConfigMismatchError:
+            outcomes[i] = "refused"
+
+    threads = [threading.Thread(target=start, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    kept = [i for i, outcome in outcomes.items() if outcome == "kept"]
+    assert len(kept) == 1 and len(outcomes) == 6
+    stored = json.loads((tmp_path / "config.json").read_text())
+    assert stored == {"format": "uae-tf/test/v1", "config": {"seed": kept[0]}}
+    assert [p.name for p in tmp_path.iterdir()] == ["config.json"]  # no temp file left
 
 
 def test_another_config_is_refused(run, conv_ae):

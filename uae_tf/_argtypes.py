@@ -33,6 +33,19 @@ def initial_perturbation(text):
     return value
 
 
+def shard(text):
+    """Parses ``--shard I/N``: shard I (0-based) of N, as ``(I, N)``."""
+    parts = text.split("/")
+    try:
+        i, n = (int(part) for part in parts)
+    except ValueError:
+        i = n = None
+    if len(parts) != 2 or i is None or not 0 <= i < n:
+        raise argparse.ArgumentTypeError(
+            f"expected I/N with integers 0 <= I < N (e.g. 0/4), got {text!r}")
+    return i, n
+
+
 # One name, one meaning and one help text per concept, for every subcommand (the
 # README's "One vocabulary" table lists them).
 QUIET_HELP = "print only the final JSON line: no progress, no summary"

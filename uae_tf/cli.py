@@ -360,7 +360,9 @@ def _add_generate_parser(subparsers):
         "  uae generate --model runs/conv-mnist5k --dataset mnist5k --attack-batch-size 32 \\\n"
         "      --out runs/uae-paper   # the paper's settings, on a GPU\n"
         "  uae generate --model runs/conv-mnist5k --dataset mnist5k --method gaussian \\\n"
-        "      --sigma 0.01 --out runs/ga-0.01",
+        "      --sigma 0.01 --out runs/ga-0.01\n"
+        "  uae generate --model runs/conv-mnist5k --dataset mnist5k --shard 0/4 \\\n"
+        "      --out runs/uae   # and 1/4, 2/4, 3/4: anywhere, into the same DIR",
     )
     parser.add_argument(
         "--method", choices=METHODS, default="mine",
@@ -396,6 +398,13 @@ def _add_generate_parser(subparsers):
         "--seed", type=_int_at_least(0), default=0, metavar="S",
         help="random seed (default: %(default)s)",
     )
+    parser.add_argument(
+        "--shard", type=_argtypes.shard, metavar="I/N",
+        help="attack only shard I of N (every N-th sample from the I-th, I = 0..N-1) into "
+        "DIR; run the N shards anywhere, at once or in turn, with the same other "
+        "arguments and --out: the last to finish writes uae.npz, exactly what one "
+        "process gives (default: all samples)",
+    )
     _argtypes.add_quiet_argument(parser)
     parser.add_argument("--out", required=True, metavar="DIR", help="results directory")
     parser.set_defaults(func=_cmd_generate)
@@ -422,11 +431,18 @@ def _cmd_generate(args):
             raise _UsageError("--sigma applies to --method gaussian only")
         extra = {} if args.initial_perturbation is None else {
             "initial_perturbation": args.initial_perturbation}
-    summary = generate(
+    results = generate(
         model, x, args.out, method=args.method, preset=args.preset, view=args.view,
         batch_size=args.attack_batch_size, seed=args.seed, verbose=not args.quiet, config=config,
-        **extra,
-    ).summary
+        shard=args.shard, **extra,
+    )
+    if results is None:
+        shard = f"{args.shard[0]}/{args.shard[1]}"
+        if not args.quiet:
+            print(f"Shard {shard} is done; other shards' samples are still missing in "
+                  f"{args.out}. The last shard to finish writes uae.npz.")
+        return {"shard": shard, "complete": False, "out": args.out}
+    summary = results.summary
     if not args.quiet:
         made = {"mine": "MINE-UAEs", "l2": "L2-UAEs", "gaussian": "GA samples",
                 "start": "start-only samples"}[args.method]
@@ -436,7 +452,7 @@ def _cmd_generate(args):
             f"{summary['samples_per_second']:.3g} samples/s."
         )
     return {k: summary[k] for k in ("n", "asr", "mean_mi", "seconds", "samples_per_second")} | {
-        "out": args.out
+        "out": args.out, "complete": True
     }
 
 

@@ -14,7 +14,9 @@ A run that is killed loses at most the batch in flight: run it again with the sa
 arguments and it attacks only the samples no chunk holds (the chunks are
 :func:`uae_tf.runs.attack_in_chunks`'s). Each sample's randomness depends on
 ``(seed, index)`` only, so the resumed run ends with what an uninterrupted run
-gives, whatever the batch size.
+gives, whatever the batch size. For the same reason a run splits into shards
+(``shard=(i, n)``, ``uae generate --shard I/N``) that run anywhere at once into one
+directory and add up to what one process gives.
 
 :func:`generate` returns, and :func:`load_results` loads, a
 :class:`GenerationResults`: the arrays and summary of a finished generation, read
@@ -37,6 +39,7 @@ from uae_tf.runs import (
     attack_in_chunks,
     file_sha256,
     read_json,
+    shard_positions,
     versions,
 )
 
@@ -115,6 +118,7 @@ def generate(
     verbose=True,
     config=None,
     criterion=None,
+    shard=None,
     **attack_kwargs,
 ):
     """Generates one UAE (or baseline augmentation) per sample of ``x``, resumably.
@@ -142,6 +146,11 @@ def generate(
             model file hash...), stored in and checked against ``config.json``.
         criterion: The attack's criterion; default ``ReconstructionCriterion(model)``
             (e.g. :class:`uae_tf.criteria.ContrastiveCriterion` for SimCLR).
+        shard: ``(i, n)`` to attack only shard ``i`` of ``n`` (every n-th sample
+            from the i-th, :func:`uae_tf.runs.shard_positions`) into ``out``. Shards
+            run anywhere, in any order, at the same time, and resume like a whole
+            run; the one that finds every sample done writes ``uae.npz`` and
+            ``summary.json``, exactly what an unsharded run gives. Default: all.
         **attack_kwargs: Overrides of the preset's attack settings (e.g.
             ``initial_perturbation="glorot"``; ``similarity={"mine_steps": 2}``
             overrides entries of the preset's similarity), ``sigma`` for
@@ -151,7 +160,8 @@ def generate(
     Returns:
         The :class:`GenerationResults`; its ``summary`` is the dict written to
         ``out/summary.json``, whose ``asr`` is the fraction of samples whose result
-        is a UAE (for GA: by chance).
+        is a UAE (for GA: by chance). ``None`` when ``shard`` is given and other
+        shards' samples are not done yet.
 
     Raises:
         uae_tf.runs.ConfigMismatchError: if ``out`` holds results of other settings.
@@ -164,6 +174,7 @@ def generate(
         raise ValueError(f"indices must have {n} entries. Received {len(indices)}")
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}. Received: method={method!r}")
+    shard = None if shard is None else _check_shard(shard)
     criterion = ReconstructionCriterion(model) if criterion is None else criterion
     if method == "gaussian":
         unknown = set(attack_kwargs) - {"sigma"}
@@ -197,10 +208,12 @@ def generate(
         "indices_sha": array_sha256(indices)[:16],
         "attack": attack_config(attack),
     }
+    positions = None if shard is None else shard_positions(n, *shard)
     out = Path(out)
-    result, seconds = attack_in_chunks(
-        attack, x, out, run_config, chunk_size=batch_size, indices=indices, verbose=verbose
-    )
+    result, seconds = attack_in_chunks(attack, x, out, run_config, chunk_size=batch_size,
+                                       indices=indices, verbose=verbose, positions=positions)
+    if result is None:
+        return None
     arrays = {k: getattr(result, k) for k in _ARRAYS if k != "index"} | {"index": indices}
     write_npz_atomic(out / RESULTS_FILE, **arrays)
     summary = {
@@ -216,6 +229,16 @@ def generate(
     write_json_atomic(out / SUMMARY_FILE, summary)
     return GenerationResults(**arrays, summary=summary, path=out,
                              sha256=file_sha256(out / RESULTS_FILE))
+
+
+def _check_shard(shard):
+    """``shard`` as ``(i, n)`` ints with ``0 <= i < n``, or a ValueError naming it."""
+    if (not isinstance(shard, (tuple, list)) or len(shard) != 2
+            or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                       for v in shard)
+            or not 0 <= shard[0] < shard[1]):
+        raise ValueError(f"shard must be (i, n) with ints 0 <= i < n. Received: shard={shard!r}")
+    return int(shard[0]), int(shard[1])
 
 
 def _mean_or_none(values):

@@ -7,7 +7,8 @@ results in a directory that carries the config that made them:
 * :func:`check_config` writes ``config.json`` on the first run and refuses another
   config later (:class:`ConfigMismatchError` names the keys that differ);
 * :func:`attack_in_chunks` is the one chunk-and-resume engine: an attack written
-  chunk by chunk, resumed after a kill to what an uninterrupted run gives;
+  chunk by chunk, resumed after a kill to what an uninterrupted run gives, and
+  split into shards (:func:`shard_positions`) that run anywhere at once;
 * :func:`train_once` trains a model into its directory once and reuses it while
   its config holds;
 * :func:`file_sha256` and :func:`array_sha256` identify inputs and results;
@@ -15,7 +16,7 @@ results in a directory that carries the config that made them:
 """
 
 from uae_tf.runs.provenance import versions
-from uae_tf.runs.chunks import attack_in_chunks
+from uae_tf.runs.chunks import attack_in_chunks, shard_positions
 from uae_tf.runs.config import ConfigMismatchError, attack_config, check_config, read_json
 from uae_tf.runs.hashes import array_sha256, file_sha256
 from uae_tf.runs.models import MODEL_FILE, RECORD_FILE, model_file, train_once
@@ -26,6 +27,7 @@ __all__ = [
     "attack_config",
     "read_json",
     "attack_in_chunks",
+    "shard_positions",
     "train_once",
     "model_file",
     "MODEL_FILE",

@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from uae_tf._io import write_json_atomic
+from uae_tf._io import create_json_exclusive
 
 CONFIG_FILE = "config.json"
 
@@ -40,8 +40,9 @@ def check_config(out, config, format):
         ValueError: if ``out/config.json`` is corrupt or not ours.
     """
     path = Path(out) / CONFIG_FILE
-    if not path.exists():
-        write_json_atomic(path, {"format": format, "config": config})
+    # Exclusive creation: of two runs (shards) starting in one directory at once,
+    # one writes its config and the other is checked against it.
+    if create_json_exclusive(path, {"format": format, "config": config}):
         return
     stored = read_json(path, "run config")
     if not isinstance(stored, dict) or stored.get("format") != format:
