@@ -12,7 +12,9 @@ retrains from scratch on originals plus augmentations, and adds the
 * :func:`same_steps_epochs` -- the epochs that give the control as many gradient
   steps as an augmented row;
 * :func:`summarize` -- a report row per method: test error over replicates,
-  ASR, improvement over a base row.
+  ASR, improvement over a base row;
+* :func:`add_arguments` and :func:`common_kwargs` -- their shared command-line
+  options, with CPU-sized defaults.
 """
 
 import math
@@ -21,9 +23,21 @@ import time
 
 import numpy as np
 
-from uae_tf import training
+import autoencoders
+from uae_tf import datasets, training
+from uae_tf._argtypes import initial_perturbation as parse_initial_perturbation
+from uae_tf._argtypes import (
+    add_attack_batch_size_argument,
+    add_quiet_argument,
+    add_replicate_arguments,
+    int_at_least,
+)
 from uae_tf.generation import generate
+from uae_tf.presets import PRESETS
 from uae_tf.runs import file_sha256, model_file, train_once
+from uae_tf.views import VIEWS
+
+DEFAULT_ATTACK_BATCH_SIZE = 16
 
 
 def train_row(log, out, epochs, train, augmentation=None, transform=None):
@@ -136,3 +150,69 @@ def summarize(records, rows, base):
             "train_seconds": float(np.mean([r["seconds"] for r in records[method]])),
         })
     return summary
+
+
+def check_settings(dataset, preset, view, arch=None):
+    """Raises ``ValueError`` naming the value when a setting is unknown."""
+    if arch is not None and arch not in autoencoders.ARCHITECTURES:
+        raise ValueError(f"arch must be one of {autoencoders.ARCHITECTURES}. Received: {arch!r}")
+    if dataset not in datasets.DATASETS:
+        raise ValueError(f"dataset must be one of {datasets.DATASETS}. Received: {dataset!r}")
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {sorted(PRESETS)}. Received: {preset!r}")
+    if view not in VIEWS:
+        raise ValueError(f"view must be one of {VIEWS}. Received: {view!r}")
+
+
+def load_train_split(dataset, limit, data_dir):
+    """The first ``limit`` samples of ``dataset``'s train split (refused when empty)."""
+    x_train, _ = datasets.load(dataset, "train", data_dir=data_dir)
+    x_train = x_train[:limit]
+    if len(x_train) == 0:
+        raise ValueError(f"The train split of {dataset!r} is empty.")
+    return x_train
+
+
+def add_arguments(parser, limit, epochs, augmented_epochs, view="random"):
+    """Adds the options the retraining experiments share, with their CPU defaults.
+
+    ``--dataset``, ``--preset``/``--seeds``/``--seed``, ``--limit``, ``--view``,
+    ``--epochs``, ``--augmented-epochs``, ``--initial-perturbation``,
+    ``--attack-batch-size``, ``--data-dir``, ``--quiet``, ``--out``.
+    """
+    parser.add_argument("--dataset", required=True, choices=datasets.DATASETS, metavar="NAME",
+                        help=f"dataset: {', '.join(datasets.DATASETS)}")
+    add_replicate_arguments(parser)
+    parser.add_argument("--limit", type=int_at_least(1), default=limit, metavar="N",
+                        help="use the first N training samples (default: %(default)s; a number "
+                        "above the split's size uses all)")
+    parser.add_argument("--view", choices=VIEWS, default=view,
+                        help="MINE view (default: %(default)s)")
+    parser.add_argument("--epochs", type=int_at_least(1), default=epochs, metavar="N",
+                        help="epochs of the models trained without UAEs (default: %(default)s)")
+    parser.add_argument("--augmented-epochs", type=int_at_least(1), default=augmented_epochs,
+                        metavar="N", help="epochs of the models trained with UAEs "
+                        "(default: %(default)s)")
+    parser.add_argument("--initial-perturbation", type=parse_initial_perturbation,
+                        default="glorot", metavar="R",
+                        help="delta_0 of the attacks: 'glorot' (published code; default), 0 "
+                        "(Algorithm 1) or a radius")
+    # 16, as `uae demo`: on a CPU, batches of the random view's attack run faster than
+    # one sample at a time.
+    add_attack_batch_size_argument(parser, default=str(DEFAULT_ATTACK_BATCH_SIZE))
+    parser.set_defaults(attack_batch_size=DEFAULT_ATTACK_BATCH_SIZE)
+    parser.add_argument("--data-dir", metavar="DIR", help="tensorflow-datasets cache directory")
+    add_quiet_argument(parser)
+    parser.add_argument("--out", required=True, metavar="DIR", help="experiment directory")
+
+
+def common_kwargs(args):
+    """The keyword arguments of the ``run_*`` functions that :func:`add_arguments` parses."""
+    return dict(
+        dataset=args.dataset, out=args.out, preset=args.preset, seeds=args.seeds,
+        seed=args.seed, limit=args.limit, view=args.view, epochs=args.epochs,
+        augmented_epochs=args.augmented_epochs,
+        initial_perturbation=args.initial_perturbation,
+        attack_batch_size=args.attack_batch_size, data_dir=args.data_dir,
+        verbose=not args.quiet,
+    )
