@@ -176,6 +176,8 @@ def load_train_split(dataset, limit, data_dir):
 def add_arguments(parser, limit, epochs, augmented_epochs, view="random"):
     """Adds the options the retraining experiments share, with their CPU defaults.
 
+    ``epochs`` and ``augmented_epochs`` of ``None`` mean Table 8's.
+
     ``--dataset``, ``--preset``/``--seeds``/``--seed``, ``--limit``, ``--view``,
     ``--epochs``, ``--augmented-epochs``, ``--initial-perturbation``,
     ``--attack-batch-size``, ``--data-dir``, ``--quiet``, ``--out``.
@@ -189,10 +191,11 @@ def add_arguments(parser, limit, epochs, augmented_epochs, view="random"):
     parser.add_argument("--view", choices=VIEWS, default=view,
                         help="MINE view (default: %(default)s)")
     parser.add_argument("--epochs", type=int_at_least(1), default=epochs, metavar="N",
-                        help="epochs of the models trained without UAEs (default: %(default)s)")
+                        help="epochs of the models trained without UAEs (default: "
+                        f"{epochs or 'Table 8'})")
     parser.add_argument("--augmented-epochs", type=int_at_least(1), default=augmented_epochs,
-                        metavar="N", help="epochs of the models trained with UAEs "
-                        "(default: %(default)s)")
+                        metavar="N", help="epochs of the models trained with UAEs (default: "
+                        f"{augmented_epochs or 'Table 8, augmented'})")
     parser.add_argument("--initial-perturbation", type=parse_initial_perturbation,
                         default="glorot", metavar="R",
                         help="delta_0 of the attacks: 'glorot' (published code; default), 0 "
