@@ -272,8 +272,8 @@ class UAESequence(keras.utils.PyDataset):
         else:
             if copies == 0 or len(x_aug) % len(self.x):
                 raise ValueError(
-                    f"x_aug must have k * {len(self.x)} rows, k augmentations per original. "
-                    f"Received {len(x_aug)}"
+                    f"x_aug must have k * {len(self.x)} rows: one row per original for each "
+                    f"of k augmentations. Received {len(x_aug)}"
                 )
             originals = np.concatenate([self.x] * copies)
             self.x_pool = np.concatenate([self.x, augmentation_pool(originals, x_aug, success)])
