@@ -192,7 +192,7 @@ def test_second_run_report_resume_and_refusal(tmp_path, no_xla, capsys):
 
 # -- adversarial-training --------------------------------------------------------------
 
-ADVERSARIAL = ["reproduce", "adversarial-training", "--limit", "16", "--n", "2",
+ADVERSARIAL = ["reproduce", "adversarial-training", "--limit", "16", "--n", "1",
                "--epsilons", "0.1,0.4", "--classifier-epochs", "1", "--autoencoder-epochs",
                "1", "--steps", "2", "--train-steps", "2"]
 
