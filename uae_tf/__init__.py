@@ -18,7 +18,7 @@ import autoencoders  # noqa: F401
 from uae_tf import datasets, evaluation, models, similarity, training
 from uae_tf.attacks import AttackResult, GaussianAugmentation, MinMaxAttack
 from uae_tf.attacks import PenaltyAttack, PGDAttack
-from uae_tf.augmentation import UAERegeneration, UAESequence
+from uae_tf.augmentation import ConventionalAugmentation, UAERegeneration, UAESequence
 from uae_tf.criteria import (
     ContrastiveCriterion,
     Criterion,
@@ -58,6 +58,7 @@ __all__ = [
     "GaussianAugmentation",
     "UAESequence",
     "UAERegeneration",
+    "ConventionalAugmentation",
     "Criterion",
     "ContrastiveCriterion",
     "LossCriterion",

@@ -5,9 +5,11 @@ example; where the attack failed, the sample is *replicated* instead ("to keep
 balance"); the model is trained from scratch on the originals plus these. Gaussian
 augmentation (GA) uses every noisy sample, a UAE or not.
 
-:class:`UAESequence` serves that training set, 2N samples, in shuffled batches;
-:class:`UAERegeneration` re-attacks the current model every k epochs (appendix H's
-"second run") and swaps the new examples into the sequence.
+:class:`UAESequence` serves that training set, 2N samples, in shuffled batches
+(or (k + 1)N with k augmentations per sample, as appendix H's second run, or the N
+originals alone); :class:`UAERegeneration` re-attacks the current model every k
+epochs and swaps the new examples into the sequence. :class:`ConventionalAugmentation`
+is Table 5's flip, rotation and Gaussian noise, applied to each batch on the fly.
 
 Example:
 
@@ -92,6 +94,73 @@ def align_results(results, n, indices=None):
     return out, success, covered
 
 
+class ConventionalAugmentation:
+    """Table 5's conventional augmentations: flips, a small rotation, Gaussian noise.
+
+    Keras preprocessing layers (``RandomFlip("horizontal")``, ``RandomFlip("vertical")``,
+    ``RandomRotation``) and ``keras.random.normal``, applied to a batch with seeds
+    drawn from the ``seed`` the caller passes, so a batch's transformation depends
+    on that seed alone (stateless: the layers' own seed generators are not used).
+    Appendix F: rotation angle 10 degrees, "both horizontal and vertical flip" (each
+    with probability 1/2, independently, as Keras 2's ``ImageDataGenerator`` did),
+    noise sigma 0.001. Rotation fills with the nearest pixel (``ImageDataGenerator``'s
+    default); noisy pixels are clipped to [0, 1] as in GA.
+
+    Args:
+        flip: Flip each sample horizontally and, independently, vertically, each
+            with probability 1/2.
+        rotation: Largest rotation in degrees; each sample turns by an angle drawn
+            uniformly from [-rotation, rotation]. 0: none.
+        noise: Standard deviation sigma of additive Gaussian noise. 0: none.
+
+    Example:
+
+    >>> augment = ConventionalAugmentation(flip=True, rotation=10)
+    >>> batch = augment(x[:100], seed=(0, 3, 7))  # doctest: +SKIP
+    """
+
+    def __init__(self, flip=False, rotation=0.0, noise=0.0):
+        self.flip = bool(flip)
+        self.rotation = float(rotation)
+        self.noise = float(noise)
+        if not 0 <= self.rotation <= 180:
+            raise ValueError(f"rotation must be in [0, 180] degrees. Received: rotation={rotation!r}")
+        if not (math.isfinite(self.noise) and self.noise >= 0):
+            raise ValueError(f"noise must be a standard deviation >= 0. Received: noise={noise!r}")
+        self._layers = []
+        if self.flip:
+            self._layers += [keras.layers.RandomFlip("horizontal"),
+                             keras.layers.RandomFlip("vertical")]
+        if self.rotation:
+            self._layers.append(keras.layers.RandomRotation(self.rotation / 360.0,
+                                                            fill_mode="nearest"))
+
+    def __call__(self, x, seed):
+        """Returns the transformed batch, ``[B, H, W, C]`` float32 in [0, 1].
+
+        Args:
+            x: ``[B, H, W, C]`` images in [0, 1].
+            seed: An integer or a sequence of integers (e.g. ``(seed, epoch,
+                batch)``): the same seed gives the same transformation.
+        """
+        seeds = np.random.default_rng(seed).integers(0, 2**31 - 1, len(self._layers) + 1)
+        x = keras.ops.convert_to_tensor(np.asarray(x, np.float32))
+        for layer, layer_seed in zip(self._layers, seeds):
+            transformation = layer.get_random_transformation(x, training=True,
+                                                             seed=int(layer_seed))
+            x = layer.transform_images(x, transformation, training=True)
+        if self.noise:
+            x = x + keras.random.normal(keras.ops.shape(x), stddev=self.noise, seed=int(seeds[-1]))
+        return np.clip(keras.ops.convert_to_numpy(x), 0.0, 1.0).astype(np.float32)
+
+    def get_config(self):
+        """The settings, JSON-serializable (``ConventionalAugmentation(**config)`` rebuilds it)."""
+        return {"flip": self.flip, "rotation": self.rotation, "noise": self.noise}
+
+    def __repr__(self):
+        return f"ConventionalAugmentation(flip={self.flip}, rotation={self.rotation:g}, noise={self.noise:g})"
+
+
 class UAESequence(keras.utils.PyDataset):
     """Batches of originals plus their augmentations, for ``model.fit``.
 
@@ -99,7 +168,10 @@ class UAESequence(keras.utils.PyDataset):
     replaced by its original), shuffled each epoch by a permutation drawn from
     ``(seed, epoch)``. Batches are ``(inputs, targets)`` with ``targets = inputs``
     for an autoencoder, or the labels ``y`` (copied to the augmentations) when
-    given.
+    given. With k augmentations per original (``x_aug`` of kN rows, appendix H's
+    two runs) it serves (k + 1)N samples; with ``x_aug=None`` the N originals alone.
+    A ``transform`` (a :class:`ConventionalAugmentation`) is applied to every batch
+    with the seed ``(seed, epoch, batch)``, before the targets are copied from it.
 
     The sequence shuffles its rows itself, so pass ``shuffle=False`` to
     ``model.fit`` (as :func:`uae_tf.retrain` does) for a run that the seed alone
@@ -114,31 +186,32 @@ class UAESequence(keras.utils.PyDataset):
 
     Args:
         x: ``[N, ...]`` originals in [0, 1].
-        x_aug: ``[N, ...]`` augmentations, row i made from ``x[i]``.
-        success: ``[N]`` bool or ``None``: failed rows are replaced by originals
+        x_aug: ``[kN, ...]`` k augmentations per original, row ``j * N + i`` made
+            from ``x[i]`` (usually k = 1), or ``None``: the originals alone.
+        success: ``[kN]`` bool or ``None``: failed rows are replaced by originals
             (``None``: use every row, as for GA).
         y: ``[N]`` labels, or ``None`` for autoencoders.
         batch_size: Samples per batch (the last batch may be smaller).
         shuffle: Shuffle the rows every epoch, by a permutation drawn from ``(seed,
             epoch)``. Independent of ``fit``'s ``shuffle``, which permutes the
             batch order with the global ``random`` state (see above).
-        seed: Seed of the shuffling.
+        seed: Seed of the shuffling and of ``transform``.
+        transform: ``None``, or a callable ``transform(batch, seed)`` such as
+            :class:`ConventionalAugmentation`, applied to each batch's inputs.
         **kwargs: ``workers``, ``use_multiprocessing``, ``max_queue_size`` of
             ``keras.utils.PyDataset``.
     """
 
     def __init__(self, x, x_aug, success=None, y=None, batch_size=100, shuffle=True, seed=0,
-                 **kwargs):
+                 transform=None, **kwargs):
         super().__init__(**kwargs)
         self.x = _validation.check_images(x, "x")
         if len(self.x) == 0:
             raise ValueError("x is empty: UAESequence needs at least one training sample.")
-        self.y = None
-        if y is not None:
-            self.y = np.asarray(y)
-            if len(self.y) != len(self.x):
-                raise ValueError(f"y must have {len(self.x)} entries. Received {len(self.y)}")
-            self.y = np.concatenate([self.y, self.y])
+        self.labels = None if y is None else np.asarray(y)
+        if self.labels is not None and len(self.labels) != len(self.x):
+            raise ValueError(f"y must have {len(self.x)} entries. Received {len(self.labels)}")
+        self.transform = transform
         self.batch_size = _validation.check_positive_int(batch_size, "batch_size")
         self.shuffle = bool(shuffle)
         self.seed = int(seed)
@@ -161,7 +234,8 @@ class UAESequence(keras.utils.PyDataset):
         Args:
             x: ``[N, ...]`` the training originals.
             results: A :class:`uae_tf.generation.GenerationResults`, from
-                :func:`uae_tf.load_results` or :func:`uae_tf.generate`.
+                :func:`uae_tf.load_results` or :func:`uae_tf.generate`, or a list
+                of them (k augmentations per original, as appendix H's two runs).
             indices: ``[N]`` dataset rows of ``x`` (default ``range(N)``); samples
                 the results do not cover are replicated.
             **kwargs: Passed to :class:`UAESequence`.
@@ -170,24 +244,45 @@ class UAESequence(keras.utils.PyDataset):
             TypeError: if ``results`` is not a ``GenerationResults`` (a path, say:
                 load it with :func:`uae_tf.load_results`).
         """
-        if not isinstance(results, GenerationResults):
-            raise TypeError(
-                "results must be a GenerationResults (uae_tf.load_results(path)). "
-                f"Received: {type(results).__name__}"
-            )
+        several = isinstance(results, (list, tuple))
+        for one in results if several else [results]:
+            if not isinstance(one, GenerationResults):
+                raise TypeError(
+                    "results must be a GenerationResults (uae_tf.load_results(path)) or a "
+                    f"list of them. Received: {type(one).__name__}"
+                )
         x = _validation.check_images(x, "x")
-        x_aug, success, covered = align_results(results, len(x), indices)
-        return cls(x, x_aug, success if _REPLACES_FAILURES[results.method] else covered,
-                   **kwargs)
+        x_aug, success = [], []
+        for one in results if several else [results]:
+            rows, succeeded, covered = align_results(one, len(x), indices)
+            x_aug.append(rows)
+            success.append(succeeded if _REPLACES_FAILURES[one.method] else covered)
+        return cls(x, np.concatenate(x_aug), np.concatenate(success), **kwargs)
 
     def set_augmentation(self, x_aug, success=None):
-        """Replaces the augmentations (e.g. with UAEs of the current model)."""
-        self.x_pool = np.concatenate([self.x, augmentation_pool(self.x, x_aug, success)])
+        """Replaces the augmentations (e.g. with UAEs of the current model).
+
+        Args:
+            x_aug: ``[kN, ...]`` k augmentations per original, or ``None`` for none.
+            success: ``[kN]`` bool or ``None`` (see :class:`UAESequence`).
+        """
+        copies = 0 if x_aug is None else len(x_aug) // len(self.x)
+        if x_aug is None:
+            self.x_pool = self.x
+        else:
+            if copies == 0 or len(x_aug) % len(self.x):
+                raise ValueError(
+                    f"x_aug must have k * {len(self.x)} rows: one row per original for each "
+                    f"of k augmentations. Received {len(x_aug)}"
+                )
+            originals = np.concatenate([self.x] * copies)
+            self.x_pool = np.concatenate([self.x, augmentation_pool(originals, x_aug, success)])
+        self.y = None if self.labels is None else np.concatenate([self.labels] * (copies + 1))
         self._kept.clear()
 
     @property
     def num_samples(self):
-        """2N: originals plus augmentations."""
+        """(k + 1)N: originals plus k augmentations each (2N for one UAE each)."""
         return len(self.x_pool)
 
     def __len__(self):
@@ -209,6 +304,8 @@ class UAESequence(keras.utils.PyDataset):
             self._order, self._order_epoch = self._permutation(), self.epoch
         rows = self._order[index * self.batch_size : (index + 1) * self.batch_size]
         x = self.x_pool[rows]
+        if self.transform is not None:
+            x = self.transform(x, seed=(self.seed, self.epoch, index))
         batch = (x, x if self.y is None else self.y[rows])
         self.batches_built += 1
         if index < _PEEKED_BATCHES:

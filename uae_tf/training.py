@@ -50,13 +50,16 @@ def train_autoencoder(
     limit=None,
     augmentation=None,
     callbacks=None,
+    transform=None,
 ):
     """Trains one of the paper's autoencoders on a dataset's train split.
 
     With ``augmentation`` (UAEs or GA samples of the train split, from
     :func:`uae_tf.generate`) the model trains from scratch on the originals plus
     one augmentation each through a :class:`uae_tf.UAESequence`: failed UAEs and
-    samples the results do not cover are replicated, as in the paper.
+    samples the results do not cover are replicated, as in the paper. With
+    ``transform`` (Table 5's conventional augmentation) every batch is transformed
+    on the fly, epoch by epoch, through a :class:`uae_tf.UAESequence`.
 
     ``seed`` alone fixes the randomness: the model's initializers (and the
     adversarial autoencoder's prior samples) and the shuffling of every epoch; the
@@ -82,9 +85,13 @@ def train_autoencoder(
         augmentation: Results of :func:`uae_tf.generate` over the same train
             split (rows matched by dataset index): a
             :class:`uae_tf.generation.GenerationResults` or its directory (loaded
-            once here), or ``None``. The record's ``config.augmentation`` (path,
-            method, n, asr, sha256 of ``uae.npz``) comes from it.
+            once here), a list of them (several augmentations per sample, appendix
+            H), or ``None``. The record's ``config.augmentation`` (path, method, n,
+            asr, sha256 of ``uae.npz``; a list for a list) comes from it.
         callbacks: Extra Keras callbacks for ``fit``.
+        transform: ``None``, or a :class:`uae_tf.ConventionalAugmentation` applied to
+            every training batch (inputs and targets alike), seeded by ``(seed,
+            epoch, batch)``; recorded as ``config.transform`` (absent without one).
 
     Returns:
         ``(phi, record)``: the trained reconstruction model Phi (a plain
@@ -128,10 +135,17 @@ def train_autoencoder(
     x = x[:limit]
     augmentation_config = None
     if augmentation is not None:
-        if not isinstance(augmentation, GenerationResults):
-            augmentation = load_results(augmentation)
-        augmentation_config = _augmentation_config(augmentation, dataset)
-        data = UAESequence.from_results(x, augmentation, batch_size=batch_size, seed=seed)
+        several = isinstance(augmentation, (list, tuple))
+        augmentation = [one if isinstance(one, GenerationResults) else load_results(one)
+                        for one in (augmentation if several else [augmentation])]
+        augmentation_config = [_augmentation_config(one, dataset) for one in augmentation]
+        if not several:
+            augmentation, augmentation_config = augmentation[0], augmentation_config[0]
+        data = UAESequence.from_results(x, augmentation, batch_size=batch_size, seed=seed,
+                                        transform=transform)
+    elif transform is not None:
+        data = UAESequence(x, None, batch_size=batch_size, seed=seed, transform=transform)
+    if augmentation is not None or transform is not None:
         # The sequence shuffles from the seed; fit's shuffle would permute its batches
         # with the global `random` state.
         fit_args = {"x": data, "shuffle": False}
@@ -168,6 +182,8 @@ def train_autoencoder(
         "train_reconstruction_error": reconstruction_error(phi, x),
         "test_reconstruction_error": reconstruction_error(phi, x_test),
     }
+    if transform is not None:
+        record["config"]["transform"] = transform.get_config()
     if out is not None:
         _save_model_atomic(phi, out / MODEL_FILE)
         write_json_atomic(out / RECORD_FILE, record)

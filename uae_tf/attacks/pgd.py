@@ -89,6 +89,8 @@ class PGDAttack(Attack):
         self.random_start = bool(random_start)
         self._start = tf.function(self._random_start, reduce_retracing=True)
         self._predict = tf.function(self._logits, reduce_retracing=True)
+        # Traced (with AutoGraph) inside the caller's graph, e.g. a Keras train step.
+        self._perturb_loop = tf.function(self._attack_loop, reduce_retracing=True)
 
     def _settings(self):
         return {
@@ -117,6 +119,27 @@ class PGDAttack(Attack):
             mi_history=np.zeros((n, 0), np.float32),
             c_history=np.zeros((n, 0), np.float32),
         )
+
+    def perturb(self, x, labels, start=None):
+        """The last PGD iterate from ``start``, as a tensor: the inner maximization of
+        adversarial training (Madry et al.).
+
+        Traceable inside a ``tf.function`` (a training step) and differentiable
+        nowhere useful: stop its gradient. Reads the model's current weights.
+
+        Args:
+            x: ``[B, ...]`` float32 tensor of samples in [0, 1].
+            labels: ``[B]`` integer labels (targets when ``targeted``).
+            start: ``[B, ...]`` the first iterate (default ``x``), for example ``x``
+                plus uniform noise in the epsilon ball; projected onto it first.
+
+        Returns:
+            ``[B, ...]`` float32 tensor within ``epsilon`` of ``x`` and in [0, 1].
+        """
+        low = tf.maximum(x - self.epsilon, 0.0)
+        high = tf.minimum(x + self.epsilon, 1.0)
+        x_adv = x if start is None else tf.clip_by_value(start, low, high)
+        return self._perturb_loop(x, x_adv, labels)
 
     def _logits(self, x):
         return self.model(x, training=False)

@@ -18,13 +18,14 @@ Example:
 >>> model, record = models.get("dense").train("digits", epochs=2)  # doctest: +SKIP
 """
 
-from uae_tf.models.classifiers import build_classifier, train_classifier
+from uae_tf.models.classifiers import AdversarialTraining, build_classifier, train_classifier
 from uae_tf.models.simclr import LARS, SimCLR, build_simclr
 from uae_tf.models.simclr_training import contrastive_loss, linear_probe, train_simclr
 from uae_tf.models.registry import ARCHITECTURES, KINDS, Architecture, build, get
 
 __all__ = [
     "ARCHITECTURES",
+    "AdversarialTraining",
     "Architecture",
     "KINDS",
     "LARS",

@@ -127,16 +127,21 @@ def build_classifier(input_shape, num_classes=10, seed=None, variant="auto"):
     logits = keras.layers.Dense(num_classes, kernel_initializer=kernel_initializer(seed, 6),
                                 name="logits")(h)
     model = keras.Model(inputs, logits, name=f"cw_{variant}")
+    model.compile(**_compile_arguments())
+    return model
+
+
+def _compile_arguments():
+    """The optimizer, loss and metrics of Carlini and Wagner's training, fresh."""
     # Keras 2's ``decay`` scaled the rate by 1 / (1 + decay * iterations).
     schedule = keras.optimizers.schedules.InverseTimeDecay(
         DEFAULT_LEARNING_RATE, decay_steps=1, decay_rate=DEFAULT_DECAY
     )
-    model.compile(
-        optimizer=keras.optimizers.SGD(schedule, momentum=DEFAULT_MOMENTUM, nesterov=True),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
-    return model
+    return {
+        "optimizer": keras.optimizers.SGD(schedule, momentum=DEFAULT_MOMENTUM, nesterov=True),
+        "loss": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        "metrics": ["accuracy"],
+    }
 
 
 def train_classifier(
@@ -150,6 +155,7 @@ def train_classifier(
     limit=None,
     x=None,
     y=None,
+    adversary=None,
 ):
     """Trains the Carlini-Wagner classifier on a dataset's train split.
 
@@ -176,6 +182,13 @@ def train_classifier(
             dataset's train split (for example the split plus adversarial
             examples); ``dataset`` still names the test split.
         y: Integer labels of ``x`` (required with ``x``).
+        adversary: ``None``, or a callable ``adversary(model)`` returning an attack
+            of ``model`` for :class:`AdversarialTraining` (for example
+            ``functools.partial(uae_tf.PGDAttack, epsilon=0.3, steps=40,
+            step_size=0.01, loss="crossentropy", random_start=True)``, Madry et
+            al.'s MNIST setting): every batch replaced by the attack's examples
+            against the model being trained. The attack's ``get_config()`` is
+            recorded as ``config.adversary``.
 
     Returns:
         ``(model, record)``: the trained classifier (logits) and the dict written to
@@ -225,10 +238,14 @@ def train_classifier(
         )
     num_classes = int(max(y.max(), y_test.max())) + 1
     model = build_classifier(x.shape[1:], num_classes=max(num_classes, 2), seed=seed)
+    trained, attack = model, None
+    if adversary is not None:
+        attack = adversary(model)
+        trained = AdversarialTraining(model, attack, seed=seed)
     data, steps_per_epoch = shuffled_batches(x, y, batch_size=batch_size, seed=seed)
     start = time.perf_counter()
-    history = model.fit(data, steps_per_epoch=steps_per_epoch, epochs=epochs, shuffle=False,
-                        verbose=verbose)
+    history = trained.fit(data, steps_per_epoch=steps_per_epoch, epochs=epochs, shuffle=False,
+                          verbose=verbose)
     seconds = time.perf_counter() - start
 
     record = {
@@ -251,10 +268,51 @@ def train_classifier(
         "train_accuracy": accuracy(model, x, y),
         "test_accuracy": accuracy(model, x_test, y_test),
     }
+    if attack is not None:
+        record["config"]["adversary"] = attack.get_config()
     if out is not None:
         _save_model_atomic(model, out / MODEL_FILE)
         write_json_atomic(out / RECORD_FILE, record)
     return model, record
+
+
+class AdversarialTraining(keras.Model):
+    """Trains a classifier on adversarial examples of each batch (Madry et al., 2018).
+
+    Each training step starts from a uniform draw in the attack's epsilon ball
+    around the batch when the attack's ``random_start`` is set (from a seed
+    generator of ``seed``; Madry et al.'s start), runs the attack's ``perturb``
+    against the classifier's current weights and takes the
+    optimizer's step on the classifier's loss at those examples; the clean batch is
+    not trained on. Compiled like :func:`build_classifier`, without XLA (on a CPU
+    XLA's convolution gradients are slower than TensorFlow's kernels).
+
+    Args:
+        classifier: A classifier returning logits (the one the attack attacks).
+        attack: An object with ``perturb(x, labels, start)``, ``epsilon`` and
+            ``random_start``, e.g. a :class:`uae_tf.PGDAttack` of ``classifier``.
+        seed: Seed of the random starts.
+    """
+
+    def __init__(self, classifier, attack, seed=0, **kwargs):
+        super().__init__(**kwargs)
+        self.classifier = classifier
+        self.attack = attack
+        self.starts = keras.random.SeedGenerator(seed)
+        self.compile(**_compile_arguments(), jit_compile=False)
+
+    def call(self, x, training=False):
+        return self.classifier(x, training=training)
+
+    def train_step(self, data):
+        x, y = data
+        start = None
+        if self.attack.random_start:
+            epsilon = self.attack.epsilon
+            start = x + keras.random.uniform(keras.ops.shape(x), -epsilon, epsilon,
+                                             seed=self.starts)
+        x_adv = keras.ops.stop_gradient(self.attack.perturb(x, y, start=start))
+        return super().train_step((x_adv, y))
 
 
 def predict_labels(model, x, batch_size=256):

@@ -1,19 +1,25 @@
-"""What the supervised experiments (table3, figure3, robustness) share.
+"""What the supervised experiments (table3, figure3, robustness, adversarial-training) share.
 
 A classifier to attack (given, or trained once into ``OUT/classifier`` and reused
-while its settings hold), the test samples it classifies correctly, and the
-command-line options that go with them.
+while its settings hold; adversarially trained on request), the test samples it
+classifies correctly, the command-line options that go with them, and the
+training digits with one conv-autoencoder MINE-UAE each (appendix I, Fig. 9).
 """
 
+import functools
 from pathlib import Path
 
 import numpy as np
 
 from uae_tf import datasets
 from uae_tf._argtypes import add_quiet_argument, int_at_least
+from uae_tf.attacks import PGDAttack
+from uae_tf.augmentation import augmentation_pool
+from uae_tf.generation import generate
 from uae_tf.models.classifiers import predict_labels, train_classifier
 from uae_tf.runs import array_sha256, file_sha256, model_file, train_once
-from uae_tf.training import load_model_dir
+from uae_tf.reproduce.reports import distances
+from uae_tf.training import load_model_dir, train_autoencoder
 
 CLASSIFIER_DIR = "classifier"
 
@@ -53,7 +59,7 @@ def add_run_arguments(parser, seed_of):
 
 
 def classifier(out, model=None, dataset="mnist5k", epochs=None, seed=0, data_dir=None,
-               verbose=0, name=CLASSIFIER_DIR, x=None, y=None):
+               verbose=0, name=CLASSIFIER_DIR, x=None, y=None, adversary=None):
     """Returns ``(model, facts)``: the classifier to attack and what identifies it.
 
     Args:
@@ -69,6 +75,8 @@ def classifier(out, model=None, dataset="mnist5k", epochs=None, seed=0, data_dir
         x: Optional training images replacing the train split (see
             :func:`uae_tf.models.train_classifier`).
         y: Their labels.
+        adversary: ``None``, or keyword arguments of :class:`uae_tf.PGDAttack` for
+            adversarial training (see :func:`uae_tf.models.train_classifier`).
 
     Returns:
         The model and a JSON-serializable dict: ``path``, ``sha256`` of the
@@ -80,13 +88,17 @@ def classifier(out, model=None, dataset="mnist5k", epochs=None, seed=0, data_dir
     """
     if model is None:
         path = Path(out) / name
+        config = {"dataset": dataset, "epochs": epochs, "seed": seed,
+                  "train_sha256": None if x is None else array_sha256(x, y)}
+        if adversary is not None:
+            config["adversary"] = adversary
         train_once(
             path,
-            {"dataset": dataset, "epochs": epochs, "seed": seed,
-             "train_sha256": None if x is None else array_sha256(x, y)},
+            config,
             lambda directory: train_classifier(
                 dataset, epochs=epochs, seed=seed, out=directory, data_dir=data_dir,
                 verbose=verbose, x=x, y=y,
+                adversary=None if adversary is None else functools.partial(PGDAttack, **adversary),
             ),
         )
     else:
@@ -134,3 +146,47 @@ def correctly_classified(models, x, y, n):
             f"fewer than n={n}."
         )
     return correct[:n]
+
+
+def uae_training_set(out, dataset, data_dir, limit, autoencoder, autoencoder_epochs, steps,
+                     mine_steps, initial_perturbation, seed, say, verbose, view="auto"):
+    """The training digits and one MINE-UAE of each from the conv autoencoder (appendix I).
+
+    The autoencoder is ``autoencoder`` (a ``uae train --arch conv`` directory) or,
+    by default, trained once into ``out/autoencoder`` on the whole train split; the
+    UAEs (``fast`` preset with ``steps`` and ``mine_steps``) go to ``out/uae``,
+    resumably. A failed UAE is replaced by its original ("replicate to keep
+    balance").
+
+    Returns:
+        ``(x_train, y_train, x_uae, uaes, ae_file)``: the first ``limit`` training
+        samples and labels, their UAEs (failures replaced), the
+        :class:`uae_tf.generation.GenerationResults` and the autoencoder's file.
+    """
+    fit_verbosity = 2 if verbose else 0
+    x_train, y_train = datasets.load(dataset, "train", data_dir=data_dir)
+    x_train, y_train = x_train[:limit], y_train[:limit]
+    if autoencoder is None:
+        autoencoder = Path(out) / "autoencoder"
+        train_once(
+            autoencoder,
+            {"arch": "conv", "dataset": dataset, "epochs": autoencoder_epochs, "seed": seed},
+            lambda directory: train_autoencoder(
+                "conv", dataset, epochs=autoencoder_epochs, seed=seed, out=directory,
+                data_dir=data_dir, verbose=fit_verbosity,
+            ),
+        )
+    phi, _ = load_model_dir(autoencoder)
+    ae_file = model_file(autoencoder)
+    say(f"UAEs for {len(x_train)} training samples from {ae_file} ...")
+    uaes = generate(
+        phi, x_train, Path(out) / "uae", preset="fast", view=view, seed=seed, verbose=verbose,
+        config={"autoencoder_sha256": file_sha256(ae_file),
+                "dataset": dataset, "limit": limit},
+        steps=steps, similarity={"mine_steps": mine_steps},
+        initial_perturbation=initial_perturbation,
+    )
+    x_uae = augmentation_pool(x_train, uaes.x_adv, uaes.success)
+    say(f"  UAE ASR {uaes.attack_success_rate:.1%}, mean L-inf distance "
+        f"{distances(x_train, x_uae)['linf'].mean():.3g}")
+    return x_train, y_train, x_uae, uaes, ae_file

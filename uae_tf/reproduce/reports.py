@@ -82,6 +82,33 @@ def plot_asr_against_epsilon(path, rows, models, title):
     fig.savefig(path, dpi=120)
 
 
+def plot_grouped_bars(path, groups, series, title, ylabel="test reconstruction error",
+                      reference=None):
+    """Saves a bar chart: one group of bars per entry of ``groups``, one bar per series.
+
+    Args:
+        path: Where the PNG goes.
+        groups: Group labels, along the x axis.
+        series: ``{legend label: [one value per group, or None]}``, in drawing order.
+        title: The figure's title.
+        ylabel: The y axis' label.
+        reference: ``(label, value)`` drawn as a horizontal dashed line, or ``None``.
+    """
+    fig = new_figure(figsize=(max(5.0, 1.6 * len(groups) + 2), 3.8), layout="constrained")
+    ax = fig.subplots()
+    width = 0.8 / len(series)
+    for k, (label, values) in enumerate(series.items()):
+        at = [g + (k - (len(series) - 1) / 2) * width for g, v in enumerate(values) if v is not None]
+        ax.bar(at, [v for v in values if v is not None], width, label=label)
+    if reference is not None:
+        ax.axhline(reference[1], color="0.3", ls="--", lw=1, label=reference[0])
+    ax.set_xticks(range(len(groups)), groups, fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7)
+    fig.savefig(path, dpi=120)
+
+
 def write_report(out, report, markdown):
     """Writes ``out/report.json`` (atomically) and ``out/report.md``."""
     write_json_atomic(out / "report.json", report)

@@ -33,26 +33,15 @@ from uae_tf import datasets
 from uae_tf._argtypes import initial_perturbation as parse_initial_perturbation
 from uae_tf._argtypes import add_steps_arguments, int_at_least
 from uae_tf.attacks import PGDAttack
-from uae_tf.augmentation import augmentation_pool
-from uae_tf.generation import generate
 from uae_tf.reproduce import _supervised
 from uae_tf.reproduce.reports import (
     MISSING,
-    distances,
     markdown_table,
     plot_asr_against_epsilon,
     printer,
     write_report,
 )
-from uae_tf.runs import (
-    attack_config,
-    attack_in_chunks,
-    file_sha256,
-    model_file,
-    train_once,
-    versions,
-)
-from uae_tf.training import load_model_dir, train_autoencoder
+from uae_tf.runs import attack_config, attack_in_chunks, versions
 
 NAME = "robustness"
 SUMMARY = "Appendix I: PGD ASR against epsilon for classifiers trained with and without UAEs."
@@ -127,33 +116,10 @@ def run_robustness(
     out.mkdir(parents=True, exist_ok=True)
     say = printer(verbose)
     fit_verbosity = 2 if verbose else 0
-    x_train, y_train = datasets.load(dataset, "train", data_dir=data_dir)
-    x_train, y_train = x_train[:limit], y_train[:limit]
-
-    if autoencoder is None:
-        autoencoder = out / "autoencoder"
-        train_once(
-            autoencoder,
-            {"arch": "conv", "dataset": dataset, "epochs": autoencoder_epochs, "seed": seed},
-            lambda directory: train_autoencoder(
-                "conv", dataset, epochs=autoencoder_epochs, seed=seed, out=directory,
-                data_dir=data_dir, verbose=fit_verbosity,
-            ),
-        )
-    phi, _ = load_model_dir(autoencoder)
-    ae_file = model_file(autoencoder)
-    say(f"UAEs for {len(x_train)} training samples from {ae_file} ...")
-    uaes = generate(
-        phi, x_train, out / "uae", preset="fast", seed=seed, verbose=verbose,
-        config={"autoencoder_sha256": file_sha256(ae_file),
-                "dataset": dataset, "limit": limit},
-        steps=steps, similarity={"mine_steps": mine_steps},
-        initial_perturbation=initial_perturbation,
+    x_train, y_train, x_uae, uaes, ae_file = _supervised.uae_training_set(
+        out, dataset, data_dir, limit, autoencoder, autoencoder_epochs, steps, mine_steps,
+        initial_perturbation, seed, say, verbose,
     )
-    # A failed UAE is replaced by its original ("replicate to keep balance").
-    x_uae = augmentation_pool(x_train, uaes.x_adv, uaes.success)
-    say(f"  UAE ASR {uaes.attack_success_rate:.1%}, mean L-inf distance "
-        f"{distances(x_train, x_uae)['linf'].mean():.3g}")
 
     training_sets = {
         "std": (x_train, y_train, 2 * classifier_epochs),

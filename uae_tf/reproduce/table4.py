@@ -34,8 +34,6 @@ Writes, and resumes from, ``OUT``::
     OUT/report.json, OUT/report.md, OUT/fig5_uaes.png, OUT/mi_c_history.png
 """
 
-import math
-import sys
 import time
 from pathlib import Path
 
@@ -53,11 +51,11 @@ from uae_tf._argtypes import (
 from uae_tf._validation import check_positive_int
 from uae_tf.attacks._iteration import SELECTIONS
 from uae_tf.criteria import ReconstructionCriterion
-from uae_tf.generation import generate
 from uae_tf.presets import PRESETS
 from uae_tf.reproduce import paper
+from uae_tf.reproduce._retraining import generate_row, same_steps_epochs, summarize, train_row
 from uae_tf.reproduce.reports import cell, markdown_table, new_figure, printer, write_report
-from uae_tf.runs import check_config, file_sha256, model_file, train_once, versions
+from uae_tf.runs import check_config, versions
 from uae_tf.views import VIEWS
 
 NAME = "table4"
@@ -184,11 +182,9 @@ def run_table4(
         run_dir = out / f"seed-{run_seed}"
         train = dict(arch=arch, dataset=dataset, batch_size=config["batch_size"], seed=run_seed,
                      data_dir=data_dir, limit=limit)
-        records["original"].append(_train(log, run_dir / "original", epochs, train))
-        phi, _ = training.load_model_dir(run_dir / "original")
+        records["original"].append(train_row(log, run_dir / "original", epochs, train))
         if run_seed == first:
-            shown["phi"] = phi
-        model_sha = file_sha256(model_file(run_dir / "original"))
+            shown["phi"], _ = training.load_model_dir(run_dir / "original")
         steps = None
         for row, (method, extra) in AUGMENTATIONS.items():
             kwargs = dict(extra)
@@ -196,27 +192,19 @@ def run_table4(
                 kwargs.update(preset=preset, view=view, selection=selection)
             if method != "gaussian":
                 kwargs.update(initial_perturbation=initial_perturbation)
-            log(f"[seed {run_seed}] {row}: generating {len(x_train)} augmentations")
-            began = time.perf_counter()
-            results = generate(
-                phi, x_train, run_dir / "augment" / row, method=method,
-                batch_size=attack_batch_size, seed=run_seed,
-                verbose=verbose and method in ("mine", "l2") and sys.stdout.isatty(),
-                config={"dataset": dataset, "split": "train", "limit": limit,
-                        "model_sha256": model_sha},
-                **kwargs,
+            results = generate_row(
+                log, run_dir / "original", x_train, run_dir / "augment" / row, row, method,
+                run_seed, dataset, limit, attack_batch_size, verbose, **kwargs,
             )
-            log(f"[seed {run_seed}] {row}: ASR {results.attack_success_rate:.1%} "
-                f"({time.perf_counter() - began:.0f} s)")
-            record = _train(log, run_dir / row, augmented_epochs, train, augmentation=results)
+            record = train_row(log, run_dir / row, augmented_epochs, train, augmentation=results)
             records[row].append({**record, "asr": results.attack_success_rate})
             steps = record["steps"]
             if run_seed == first:
                 shown[row] = results
-        per_epoch = math.ceil(len(x_train) / config["batch_size"])
-        records["original-same-steps"].append(
-            _train(log, run_dir / "original-same-steps", math.ceil(steps / per_epoch), train)
-        )
+        records["original-same-steps"].append(train_row(
+            log, run_dir / "original-same-steps",
+            same_steps_epochs(steps, len(x_train), config["batch_size"]), train,
+        ))
 
     report = _report(records, config, time.perf_counter() - started)
     _figures(out, x_train, first, shown["phi"], shown["mine-uae"], shown["l2-uae"])
@@ -225,47 +213,8 @@ def run_table4(
     return report
 
 
-def _train(log, out, epochs, train, augmentation=None):
-    """Trains an autoencoder into ``out`` once (see :func:`uae_tf.runs.train_once`).
-
-    Args:
-        log: Prints a progress line.
-        out: The model directory.
-        epochs: Training epochs.
-        train: The other arguments of :func:`uae_tf.train_autoencoder`.
-        augmentation: A :class:`uae_tf.generation.GenerationResults`, or ``None``.
-
-    Returns:
-        The training record.
-    """
-    config = {**train, "epochs": epochs,
-              "augmentation": None if augmentation is None else augmentation.sha256}
-    what = "originals" if augmentation is None else "originals + augmentation"
-    log(f"[seed {train['seed']}] {out.name}: training on {what}, {epochs} epochs")
-    record, trained = train_once(out, config, lambda directory: training.train_autoencoder(
-        epochs=epochs, out=directory, augmentation=augmentation, verbose=0, **train))
-    done = f"({record['seconds']:.0f} s)" if trained else "(done before)"
-    log(f"[seed {train['seed']}] {out.name}: test error "
-        f"{record['test_reconstruction_error']:.6f} {done}")
-    return record
-
-
 def _report(records, config, seconds):
-    base = float(np.mean([r["test_reconstruction_error"] for r in records["original"]]))
-    rows = []
-    for method in ROWS:
-        errors = np.array([r["test_reconstruction_error"] for r in records[method]])
-        asr = [r["asr"] for r in records[method] if "asr" in r]
-        rows.append({
-            "method": method,
-            "test_error": float(errors.mean()),
-            "test_error_std": float(errors.std(ddof=1)) if len(errors) > 1 else None,
-            "asr": float(np.mean(asr)) if asr else None,
-            "improvement_pct": 100.0 * (base - float(errors.mean())) / base,
-            "epochs": records[method][0]["config"]["epochs"],
-            "steps": records[method][0]["steps"],
-            "train_seconds": float(np.mean([r["seconds"] for r in records[method]])),
-        })
+    rows = summarize(records, ROWS, "original")
     paper_key = (paper.TABLE4_DATASET.get(config["dataset"]), config["arch"])
     return {
         "rows": rows,

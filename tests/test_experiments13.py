@@ -1,0 +1,221 @@
+"""Issue 13's experiments on tiny settings: table5, table9, second-run, adversarial-training.
+
+Each command runs once (module fixtures) on a few digits, with 1-2 epochs; the
+tests check the report's schema, the files, that a rerun resumes and that changed
+settings are refused. The MINE attacks run without XLA here (``jit_compile=False``:
+their results do not depend on it, and compiling each attack with XLA would cost
+most of these tests' time), and the retraining experiments' attacks for T = 2
+iterations.
+"""
+
+import functools
+import json
+
+import numpy as np
+import pytest
+
+from uae_tf import ConventionalAugmentation, UAESequence, cli, datasets
+from uae_tf.reproduce import _retraining, _supervised
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def no_xla():
+    """Runs the experiments' attacks without XLA (the same results, compiled faster)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_retraining, "generate",
+                      functools.partial(_retraining.generate, jit_compile=False, steps=2))
+        patch.setattr(_supervised, "generate",
+                      functools.partial(_supervised.generate, jit_compile=False))
+        yield
+
+
+def _run(args, out, capsys):
+    """Runs ``uae ARGS --out OUT --quiet`` and returns (exit code, last line, stderr)."""
+    code = cli.main([*args, "--quiet", "--out", str(out)])
+    captured = capsys.readouterr()
+    return code, captured.out.strip().splitlines()[-1] if captured.out.strip() else "", captured.err
+
+
+# -- the conventional augmentations ------------------------------------------------------
+
+
+def test_conventional_augmentation_is_seeded():
+    x, _ = datasets.load("mnist5k", "train")
+    x = x[:32]
+    augment = ConventionalAugmentation(flip=True, rotation=10, noise=0.001)
+    first = augment(x, seed=(0, 1, 2))
+    assert first.shape == x.shape and first.dtype == np.float32
+    assert first.min() >= 0 and first.max() <= 1
+    assert np.array_equal(first, augment(x, seed=(0, 1, 2)))
+    assert not np.array_equal(first, augment(x, seed=(1, 1, 2)))
+    assert not np.array_equal(first, augment(x, seed=(0, 2, 2)))
+    # Noise alone: small, different per seed.
+    noisy = ConventionalAugmentation(noise=0.001)(x, seed=5)
+    assert 0 < np.abs(noisy - x).max() < 0.01
+    # Flips alone: every sample is itself flipped along none, one or both axes.
+    flipped = ConventionalAugmentation(flip=True)(x, seed=7)
+    for original, image in zip(x, flipped):
+        assert any(np.array_equal(image, variant) for variant in (
+            original, original[:, ::-1], original[::-1], original[::-1, ::-1]))
+    assert not np.array_equal(flipped, x)
+    assert ConventionalAugmentation(**augment.get_config()).get_config() == augment.get_config()
+    with pytest.raises(ValueError, match="noise"):
+        ConventionalAugmentation(noise=-1)
+
+
+def test_sequence_serves_k_augmentations_or_none_and_transforms_batches():
+    x = np.random.default_rng(0).random((10, 4, 4, 1), dtype=np.float32)
+    y = np.arange(10)
+    two = np.concatenate([x + 0.5, x + 0.25]).clip(0, 1)
+    success = np.ones(20, bool)
+    success[3] = False  # First run's UAE of sample 3 failed: replaced by x[3].
+    sequence = UAESequence(x, two, success, y=y, batch_size=30, shuffle=False)
+    assert sequence.num_samples == 30 and len(sequence) == 1
+    inputs, labels = sequence[0]
+    assert np.array_equal(labels, np.concatenate([y, y, y]))
+    assert np.array_equal(inputs[13], x[3]) and np.array_equal(inputs[23], two[13])
+    alone = UAESequence(x, None, batch_size=4, seed=3,
+                        transform=ConventionalAugmentation(noise=0.01))
+    assert alone.num_samples == 10
+    batch, target = alone[2]
+    assert np.array_equal(batch, target) and not np.array_equal(batch, x[alone._order[8:]])
+    with pytest.raises(ValueError, match="k \\* 10 rows"):
+        UAESequence(x, two[:15])
+
+
+# -- table5 ----------------------------------------------------------------------------
+
+TABLE5 = ["reproduce", "table5", "--dataset", "digits", "--limit", "16", "--epochs", "1",
+          "--augmented-epochs", "1", "--settings", "flip-rotation-noise"]
+
+
+@pytest.fixture(scope="module")
+def table5(tmp_path_factory, no_xla):
+    out = tmp_path_factory.mktemp("table5")
+    assert cli.main([*TABLE5, "--quiet", "--out", str(out)]) == 0
+    return out
+
+
+def test_table5_report(table5):
+    report = json.loads((table5 / "report.json").read_text())
+    methods = [row["method"] for row in report["rows"]]
+    assert methods == ["original", "flip-rotation-noise", "flip-rotation-noise+mine-uae",
+                       "flip-rotation-noise-same-steps"]
+    rows = {row["method"]: row for row in report["rows"]}
+    for setting in ("flip-rotation-noise",):
+        uae = rows[f"{setting}+mine-uae"]
+        assert 0 <= uae["asr"] <= 1 and rows[setting]["asr"] is None
+        base = rows[setting]["test_error"]
+        assert uae["improvement_over_augmented_pct"] == pytest.approx(
+            100 * (base - uae["test_error"]) / base)
+        assert rows[f"{setting}-same-steps"]["steps"] >= uae["steps"]
+    config = report["config"]
+    assert list(config["transforms"]) == ["flip-rotation-noise"] and config["noise"] == 0.001
+    assert config["view"] == "random" and config["preset"] == "fast" and config["limit"] == 16
+    model = json.loads((table5 / "seed-0" / "flip-rotation-noise" / "train.json").read_text())
+    assert model["config"]["transform"] == {"flip": True, "rotation": 10.0, "noise": 0.001}
+    assert report["paper"]["rows"]["noise"] == {"augmented": 0.00107, "mine-uae": 0.00095}
+    markdown = (table5 / "report.md").read_text()
+    assert "| flip-rotation-noise (flips, 10° rotation, σ 0.001) |" in markdown
+    assert "0.00099" in markdown
+    assert (table5 / "table5.png").read_bytes()[:8] == PNG
+
+
+def test_table5_resumes_and_refuses_other_settings(table5, capsys):
+    before = json.loads((table5 / "report.json").read_text())
+    code, last, _ = _run(TABLE5, table5, capsys)
+    assert code == 0
+    assert [r["test_error"] for r in json.loads(last)["rows"]] == [
+        r["test_error"] for r in before["rows"]]
+    code, _, err = _run([*TABLE5[:-1], "noise", "--noise", "0.01"], table5, capsys)
+    assert code == 1 and "noise" in err and "another configuration" in err
+
+
+# -- table9 ----------------------------------------------------------------------------
+
+TABLE9 = ["reproduce", "table9", "--dataset", "digits", "--limit", "16", "--epochs", "1",
+          "--augmented-epochs", "1", "--alphas", "0.05", "--betas", "0.5"]
+
+
+def test_table9_report_resume_and_refusal(tmp_path, no_xla, capsys):
+    code, last, _ = _run(TABLE9, tmp_path, capsys)
+    assert code == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert [row["method"] for row in report["rows"]] == [
+        "original", "mine-uae-a0.05-b0.5", "original-same-steps"]
+    row = report["rows"][1]
+    assert (row["alpha"], row["beta"]) == (0.05, 0.5) and 0 <= row["asr"] <= 1
+    attack = json.loads((tmp_path / "seed-0" / "augment" / "mine-uae-a0.05-b0.5" /
+                         "summary.json").read_text())["config"]["attack"]
+    assert attack["step_size"] == 0.05 and attack["beta"] == 0.5
+    assert report["concrete"]["missing"]
+    markdown = (tmp_path / "report.md").read_text()
+    assert "0.00285" in markdown and "concrete" in markdown
+    assert (tmp_path / "table9.png").read_bytes()[:8] == PNG
+    assert json.loads(last)["rows"] == report["rows"]
+    code, _, err = _run([*TABLE9[:-1], "0.1"], tmp_path, capsys)
+    assert code == 1 and "betas" in err
+
+
+# -- second-run ------------------------------------------------------------------------
+
+SECOND_RUN = ["reproduce", "second-run", "--dataset", "digits", "--limit", "16", "--epochs",
+              "1", "--augmented-epochs", "1"]
+
+
+def test_second_run_report_resume_and_refusal(tmp_path, no_xla, capsys):
+    code, _, _ = _run(SECOND_RUN, tmp_path, capsys)
+    assert code == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    rows = {row["method"]: row for row in report["rows"]}
+    assert list(rows) == ["original", "first-run", "second-run", "first-run-same-steps",
+                          "original-same-steps"]
+    assert report["config"]["arch"] == "sparse"
+    # 16 originals + 16 + 16 UAEs in batches of 100: one step an epoch, like the controls.
+    assert rows["second-run"]["steps"] == rows["first-run-same-steps"]["steps"] == 1
+    record = json.loads((tmp_path / "seed-0" / "second-run" / "train.json").read_text())
+    first, second = record["config"]["augmentation"]
+    assert first["path"].endswith("first-run") and second["path"].endswith("second-run")
+    assert record["n_train"] == 16
+    second_config = json.loads((tmp_path / "seed-0" / "augment" / "second-run" /
+                                "summary.json").read_text())["config"]
+    assert second_config["attack"]["seed"] == 1  # The second run's attack: seed S + 1.
+    assert "0.00199" in (tmp_path / "report.md").read_text()
+    assert (tmp_path / "second_run.png").read_bytes()[:8] == PNG
+    code, _, _ = _run(SECOND_RUN, tmp_path, capsys)
+    assert code == 0
+    code, _, err = _run([*SECOND_RUN, "--arch", "dense"], tmp_path, capsys)
+    assert code == 1 and "arch" in err
+
+
+# -- adversarial-training --------------------------------------------------------------
+
+ADVERSARIAL = ["reproduce", "adversarial-training", "--limit", "16", "--n", "1",
+               "--epsilons", "0.1,0.4", "--classifier-epochs", "1", "--autoencoder-epochs",
+               "1", "--steps", "2", "--train-steps", "2"]
+
+
+@pytest.mark.slow
+def test_adversarial_training_report_resume_and_refusal(tmp_path, no_xla, capsys):
+    code, _, _ = _run(ADVERSARIAL, tmp_path, capsys)
+    assert code == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert [(r["model"], r["epsilon"]) for r in report["rows"]] == [
+        ("adv", 0.1), ("adv", 0.4), ("adv_uae", 0.1), ("adv_uae", 0.4)]
+    assert all(0 <= r["asr"] <= 1 for r in report["rows"])
+    adversary = report["config"]["adversary"]
+    assert adversary == {"epsilon": 0.3, "steps": 2, "step_size": pytest.approx(0.375),
+                         "loss": "crossentropy", "random_start": True, "seed": 0}
+    record = json.loads((tmp_path / "adv_uae" / "train.json").read_text())
+    assert record["config"]["adversary"]["attack"] == "PGDAttack"
+    assert record["config"]["n_train"] == 32
+    pgd = json.loads((tmp_path / "pgd" / "adv" / "eps_0.4" / "config.json").read_text())
+    assert pgd["config"]["attack"]["step_size"] == pytest.approx(2.5 * 0.4 / 100)
+    assert "Adv. training-UAE" in (tmp_path / "report.md").read_text()
+    assert (tmp_path / "adversarial_training.png").read_bytes()[:8] == PNG
+    code, _, _ = _run(ADVERSARIAL, tmp_path, capsys)
+    assert code == 0
+    code, _, err = _run([*ADVERSARIAL[:-1], "3"], tmp_path, capsys)
+    assert code == 1 and "adversary.steps" in err
