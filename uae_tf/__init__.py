@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 # Importing the model package registers its custom objects, so that
 # ``keras.models.load_model`` reads our ``.keras`` files once uae_tf is imported.
 import autoencoders  # noqa: F401
-from uae_tf import datasets, evaluation, models, similarity, training
+from uae_tf import datasets, evaluation, metrics, models, similarity, training
 from uae_tf.attacks import AttackResult, GaussianAugmentation, MinMaxAttack
 from uae_tf.attacks import PenaltyAttack, PGDAttack
 from uae_tf.augmentation import ConventionalAugmentation, UAERegeneration, UAESequence
@@ -28,6 +28,7 @@ from uae_tf.criteria import (
 )
 from uae_tf.evaluation import per_sample_reconstruction_error, reconstruction_error
 from uae_tf.generation import GenerationResults, generate, load_results
+from uae_tf.metrics import frechet_distance, kernel_inception_distance
 from uae_tf.mine import StatisticsNetwork, donsker_varadhan, estimate_mutual_information
 from uae_tf.models import build_classifier, train_classifier
 from uae_tf.presets import PRESETS, get_preset
@@ -41,6 +42,7 @@ __all__ = [
     "__version__",
     "datasets",
     "evaluation",
+    "metrics",
     "models",
     "similarity",
     "training",
@@ -51,6 +53,8 @@ __all__ = [
     "load_model_dir",
     "reconstruction_error",
     "per_sample_reconstruction_error",
+    "frechet_distance",
+    "kernel_inception_distance",
     "AttackResult",
     "MinMaxAttack",
     "PenaltyAttack",
