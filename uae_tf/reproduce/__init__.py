@@ -7,6 +7,7 @@ its report (the dict written to ``OUT/report.json``), callable from Python:
 >>> report = reproduce.run_table3("runs/table3", n=2, steps=4,
 ...                               search_steps=2)  # doctest: +SKIP
 
+* :func:`run_table2` -- Table 2 / Figure 1: FID and KID of supervised examples, conv and random view;
 * :func:`run_table3` -- Table 3 / Figure 2: MinMax against the penalty method;
 * :func:`run_figure3` -- Figure 3: MINE-MinMax against PGD for epsilon 0.1 to 1.0;
 * :func:`run_robustness` -- appendix I: PGD against classifiers trained with UAEs;
@@ -31,11 +32,12 @@ published numbers in :mod:`uae_tf.reproduce.paper`.
 """
 
 from uae_tf.reproduce import figure3, figure10b, robustness, table3, table4, table7
-from uae_tf.reproduce import adversarial_training, second_run, table5, table9
+from uae_tf.reproduce import adversarial_training, second_run, table2, table5, table9
 from uae_tf.reproduce.adversarial_training import run_adversarial_training
 from uae_tf.reproduce.figure10b import run_figure10b
 from uae_tf.reproduce.figure3 import run_figure3
 from uae_tf.reproduce.robustness import run_robustness
+from uae_tf.reproduce.table2 import run_table2
 from uae_tf.reproduce.table3 import run_table3
 from uae_tf.reproduce.table4 import run_table4
 from uae_tf.reproduce.second_run import run_second_run
@@ -46,8 +48,8 @@ from uae_tf.reproduce.table7 import run_table7
 # ``uae reproduce NAME``: name -> the experiment's module.
 EXPERIMENTS = {module.NAME: module for module in (table4, table3, figure3, robustness, table7, figure10b)}
 EXPERIMENTS.update({module.NAME: module
-                    for module in (table5, table9, second_run, adversarial_training)})
+                    for module in (table5, table9, second_run, adversarial_training, table2)})
 
 __all__ = ["run_table3", "run_figure3", "run_robustness", "run_table4", "run_table7", "run_figure10b",
            "EXPERIMENTS"]
-__all__ += ["run_table5", "run_table9", "run_second_run", "run_adversarial_training"]
+__all__ += ["run_table5", "run_table9", "run_second_run", "run_adversarial_training", "run_table2"]
