@@ -369,8 +369,7 @@ def _plot(path, x, y, examples):
             ax.set_xlabel(f"{labels[i]}", fontsize=8,
                           color="black" if label == "original" or fooled else "red")
         row[0].set_ylabel(label, fontsize=8)
-    fig.suptitle("Figure 1: supervised MINE examples (untargeted, ε = 1); "
-                 "label = predicted class (red: not fooled)", fontsize=8)
+    fig.suptitle("Figure 1: MINE examples (ε = 1), predicted labels", fontsize=9)
     fig.savefig(path, dpi=100)
 
 
@@ -380,9 +379,9 @@ def _markdown(report):
     rows = []
     for row in report["rows"]:
         method = row["method"]
-        fid, kid = cell(row["fid"], ".2f"), cell(row["kid"] * KID_SCALE, ".3g")
+        fid, kid = cell(row["fid"], ".4g"), cell(row["kid"] * KID_SCALE, ".4g")
         if row.get("fid_std") is not None:
-            fid += f" ± {row['fid_std']:.2f}"
+            fid += f" ± {row['fid_std']:.3g}"
             kid += f" ± {row['kid_std'] * KID_SCALE:.3g}"
         ref = published["rows"].get(method)
         paper_fid = paper_kid = ""
@@ -422,6 +421,10 @@ def _markdown(report):
         published["note"],
         "",
         f"![Figure 1]({FIGURE})",
+        "",
+        f"Figure 1 ({FIGURE}): the first {min(config['n'], FIGURE_SAMPLES)} samples, their conv-view examples "
+        "and the first random-view run's; under each image the classifier's predicted "
+        "label, red where the example does not fool it.",
         "",
     ]
     return "\n".join(lines)
