@@ -80,3 +80,5 @@ def test_table2_inception_offline_fails_before_attacking(tmp_path, model_file, m
     assert len(lines) == 1 and lines[0].startswith("uae: error: "), lines
     assert str(tmp_path / "keras" / "models") in lines[0] and "get_file" in lines[0]
     assert not (out / "conv").exists()
+    assert main([*argv[:-2], "--extractor", "inceptoin", "--out", str(tmp_path / "x")]) == 1
+    assert "extractor must be one of" in capsys.readouterr().err
