@@ -11,6 +11,7 @@ its report (the dict written to ``OUT/report.json``), callable from Python:
 * :func:`run_figure3` -- Figure 3: MINE-MinMax against PGD for epsilon 0.1 to 1.0;
 * :func:`run_robustness` -- appendix I: PGD against classifiers trained with UAEs;
 * :func:`run_table4` -- Table 4: retraining autoencoders on UAE-augmented data;
+* :func:`run_table6` -- Table 6: the concrete autoencoder (feature selection) with UAEs;
 * :func:`run_table7` -- Table 7: SimCLR retrained on UAE-augmented data;
 * :func:`run_figure10b` -- appendix I, Fig. 10(b): PGD against SimCLR with and without UAEs.
 
@@ -26,16 +27,18 @@ shared report helpers are in :mod:`uae_tf.reproduce.reports`, the paper's
 published numbers in :mod:`uae_tf.reproduce.paper`.
 """
 
-from uae_tf.reproduce import figure3, figure10b, robustness, table3, table4, table7
+from uae_tf.reproduce import figure3, figure10b, robustness, table3, table4, table6, table7
 from uae_tf.reproduce.figure10b import run_figure10b
 from uae_tf.reproduce.figure3 import run_figure3
 from uae_tf.reproduce.robustness import run_robustness
 from uae_tf.reproduce.table3 import run_table3
 from uae_tf.reproduce.table4 import run_table4
+from uae_tf.reproduce.table6 import run_table6
 from uae_tf.reproduce.table7 import run_table7
 
 # ``uae reproduce NAME``: name -> the experiment's module.
-EXPERIMENTS = {module.NAME: module for module in (table4, table3, figure3, robustness, table7, figure10b)}
+EXPERIMENTS = {module.NAME: module for module in (table4, table3, figure3, robustness, table6, table7,
+                                                  figure10b)}
 
-__all__ = ["run_table3", "run_figure3", "run_robustness", "run_table4", "run_table7", "run_figure10b",
-           "EXPERIMENTS"]
+__all__ = ["run_table3", "run_figure3", "run_robustness", "run_table4", "run_table6", "run_table7",
+           "run_figure10b", "EXPERIMENTS"]
