@@ -1,4 +1,8 @@
-"""Reconstruction error of an autoencoder, the paper's data-reconstruction metric.
+"""The paper's metrics of unsupervised models: reconstruction error, feature selection.
+
+:func:`feature_selection_accuracy` is Table 6's downstream accuracy (Balın et al.'s
+ExtraTrees protocol on the concrete autoencoder's selected features); the rest of
+this module is the reconstruction error of Tables 4 and 6.
 
 Hsu et al. (AAAI 2022) score a reconstruction model Phi by its reconstruction error
 on the untouched test split (Table 4 calls it the "average L2 reconstruction loss";
