@@ -83,7 +83,8 @@ def check_content(file, data):
 
 def _minmax(x, axis=0):
     """Scales ``x`` to [0, 1] per column (``axis=0``) or globally (``axis=None``)."""
-    low, high = x.min(axis=axis, keepdims=axis is not None), x.max(axis=axis, keepdims=axis is not None)
+    keepdims = axis is not None
+    low, high = x.min(axis=axis, keepdims=keepdims), x.max(axis=axis, keepdims=keepdims)
     scale = np.where(high > low, high - low, 1.0)
     return ((x - low) / scale).astype(np.float32)
 

@@ -59,7 +59,8 @@ from uae_tf.reproduce.reports import cell, markdown_table, new_figure, printer, 
 from uae_tf.runs import check_config, file_sha256, model_file, train_once, versions
 
 NAME = "table6"
-SUMMARY = "Table 6: the concrete autoencoder's reconstruction error and accuracy after UAE augmentation."
+SUMMARY = ("Table 6: the concrete autoencoder's reconstruction error and accuracy after UAE "
+           "augmentation.")
 
 ROWS = ("original", "mine-uae", "original-same-steps")
 FIGURES = ("selected_features.png",)
@@ -330,7 +331,8 @@ def add_arguments(parser):
     parser.add_argument("--limit", type=int_at_least(1), metavar="N",
                         help="use the first N training samples (default: fast 500, paper all)")
     parser.add_argument("--epochs", type=int_at_least(1), metavar="N",
-                        help="epochs of 'original' (default: fast 200; paper 800 on MNIST, else 300)")
+                        help="epochs of 'original' (default: fast 200; paper 800 on MNIST, "
+                        "else 300)")
     parser.add_argument("--augmented-epochs", type=int_at_least(1), metavar="N",
                         help="epochs of 'mine-uae' (default: as --epochs)")
     parser.add_argument("--max-tries", type=int_at_least(1), metavar="N",
