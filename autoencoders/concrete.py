@@ -129,7 +129,8 @@ class ConcreteSelect(keras.layers.Layer):
     def build(self, input_shape):
         if len(input_shape) != 2:
             raise ValueError(
-                f"ConcreteSelect takes [batch, features] inputs. Received: input_shape={input_shape}"
+                "ConcreteSelect takes [batch, features] inputs. Received: "
+                f"input_shape={input_shape}"
             )
         num_inputs = int(input_shape[-1])
         if self.num_features > num_inputs:
