@@ -3,7 +3,11 @@
 The four reconstruction models of Section 5.4 of Hsu et al., "Adversarial Examples
 can be Effective Data Augmentation for Unsupervised Machine Learning" (AAAI 2022):
 dense, sparse, convolutional and adversarial autoencoders, with the published
-code's architectures, optimizers and losses, and Table 8's training epochs.
+code's architectures, optimizers and losses, and Table 8's training epochs
+(:data:`ARCHITECTURES`, :func:`build`). And the concrete autoencoder of Section 5.5
+(Balın, Abid and Zou, ICML 2019), an unsupervised feature selector:
+:func:`build_concrete`, its :class:`ConcreteSelect` layer, :func:`selected_features`,
+and the published convergence rule, in :mod:`autoencoders.concrete`.
 
 Example:
 
@@ -18,6 +22,7 @@ Importing this package registers its custom objects (package ``"uae_tf"``), so
 """
 
 from autoencoders.adversarial import AdversarialAutoencoder
+from autoencoders.concrete import ConcreteSelect, build_concrete, concrete_select, selected_features
 from autoencoders.dense import default_code_dim
 from autoencoders.registry import (
     ARCHITECTURES,
@@ -31,10 +36,14 @@ from autoencoders.sparse import SparsityPenalty
 __all__ = [
     "ARCHITECTURES",
     "AdversarialAutoencoder",
+    "ConcreteSelect",
     "SparsityPenalty",
     "build",
+    "build_concrete",
+    "concrete_select",
     "default_batch_size",
     "default_code_dim",
     "default_epochs",
     "reconstruction_model",
+    "selected_features",
 ]

@@ -165,7 +165,8 @@ def test_bad_split(name):
 
 
 def test_datasets_names():
-    assert set(datasets.DATASETS) == set(EMBEDDED_SHAPES) | set(TFDS_SHAPES)
+    table6 = {"isolet", "coil20", "mice_protein", "har"}  # tests/test_tabular_datasets.py
+    assert set(datasets.DATASETS) == set(EMBEDDED_SHAPES) | set(TFDS_SHAPES) | table6
     assert issubclass(datasets.DatasetUnavailableError, RuntimeError)
 
 

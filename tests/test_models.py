@@ -21,6 +21,7 @@ def test_registry_holds_every_architecture_with_its_kind():
     kinds = {name: entry.kind for name, entry in models.ARCHITECTURES.items()}
     assert kinds == {
         **{name: "autoencoder" for name in autoencoders.ARCHITECTURES},
+        "concrete": "autoencoder",
         "classifier": "classifier",
         "simclr": "contrastive",
     }

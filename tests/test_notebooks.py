@@ -85,3 +85,23 @@ def test_contrastive_learning_runs(tmp_path):
         if "image/png" in o.get("data", {})
     ]
     assert images, "the UAE figure was not drawn"
+
+
+REPRESENTATION_SMALL = """N_TRAIN = 32
+FEATURES = 8
+EPOCHS = 2
+SEED = 0
+ATTACK = dict(uae_tf.get_preset("fast"), steps=2, similarity={"name": "mine", "mine_steps": 2})
+ATTACK_BATCH_SIZE = 32
+MODEL_FILE = "concrete_mine_uae.keras"
+"""
+
+
+@pytest.mark.slow
+def test_representation_learning_runs(tmp_path):
+    notebook = _run("02_representation_learning.ipynb", REPRESENTATION_SMALL, tmp_path)
+    text = _output_text(notebook)
+    assert "ExtraTrees test accuracy" in text
+    assert "attack success rate" in text
+    assert "original + MINE-UAE" in text and "original, same steps" in text
+    assert "reloaded .keras model keeps the selection: True" in text

@@ -26,14 +26,18 @@ from uae_tf.criteria import (
     MarginCriterion,
     ReconstructionCriterion,
 )
-from uae_tf.evaluation import per_sample_reconstruction_error, reconstruction_error
+from uae_tf.evaluation import (
+    feature_selection_accuracy,
+    per_sample_reconstruction_error,
+    reconstruction_error,
+)
 from uae_tf.generation import GenerationResults, generate, load_results
 from uae_tf.metrics import frechet_distance, kernel_inception_distance
 from uae_tf.mine import StatisticsNetwork, donsker_varadhan, estimate_mutual_information
 from uae_tf.models import build_classifier, train_classifier
 from uae_tf.presets import PRESETS, get_preset
 from uae_tf.similarity import L2Similarity, MINESimilarity, Similarity
-from uae_tf.training import load_model_dir, retrain, train_autoencoder
+from uae_tf.training import load_model_dir, retrain, train_autoencoder, train_concrete
 from uae_tf.views import ConvView, RandomView, find_first_conv2d, make_view
 # Last: the experiments use the rest of the library.
 from uae_tf import reproduce, runs
@@ -47,6 +51,7 @@ __all__ = [
     "similarity",
     "training",
     "train_autoencoder",
+    "train_concrete",
     "train_classifier",
     "build_classifier",
     "retrain",
@@ -55,6 +60,7 @@ __all__ = [
     "per_sample_reconstruction_error",
     "frechet_distance",
     "kernel_inception_distance",
+    "feature_selection_accuracy",
     "AttackResult",
     "MinMaxAttack",
     "PenaltyAttack",

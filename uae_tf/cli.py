@@ -108,7 +108,8 @@ def _add_train_parser(subparsers):
         "  uae train --arch conv --dataset mnist5k --out runs/conv-mnist5k\n"
         "  uae train --arch dense --dataset digits --epochs 5 --seed 1 --out runs/dense\n"
         "  uae train --arch classifier --dataset mnist5k --epochs 15 --out runs/cw\n"
-        "  uae train --arch simclr --dataset mnist5k --limit 1000 --out runs/simclr",
+        "  uae train --arch simclr --dataset mnist5k --limit 1000 --out runs/simclr\n"
+        "  uae train --arch concrete --dataset mnist5k --features 50 --out runs/concrete",
     )
     parser.add_argument(
         "--arch",
@@ -140,6 +141,10 @@ def _add_train_parser(subparsers):
     parser.add_argument(
         "--limit", type=_int_at_least(1), metavar="N",
         help="train on the first N samples of the train split only (default: all)",
+    )
+    parser.add_argument(
+        "--features", type=_int_at_least(1), metavar="M",
+        help="--arch concrete only: features selected (default: 50, 10 for mice_protein)",
     )
     _add_quiet_and_out_arguments(parser)
     parser.set_defaults(func=_cmd_train)
@@ -191,6 +196,11 @@ def _report_training(args, record, what):
 def _cmd_train(args):
     """Trains and saves a model of ``uae_tf.models.ARCHITECTURES``; returns the JSON summary."""
     architecture = models.get(args.arch)
+    extra = {}
+    if args.features is not None:
+        if args.arch != "concrete":
+            raise _UsageError("--features applies to --arch concrete only")
+        extra["features"] = args.features
     _, record = architecture.train(
         args.dataset,
         epochs=args.epochs,
@@ -200,12 +210,33 @@ def _cmd_train(args):
         data_dir=args.data_dir,
         verbose=_fit_verbosity(args),
         limit=args.limit,
+        **extra,
     )
+    if args.arch == "concrete":
+        return _report_concrete(args, record)
     if architecture.kind == "classifier":
         return _report_classifier(args, record)
     if architecture.kind == "contrastive":
         return _report_contrastive(args, record)
     return _report_training(args, record, f"{args.dataset} (train split)")
+
+
+def _report_concrete(args, record):
+    """Prints the summary of a concrete autoencoder's training; returns its JSON dict."""
+    summary = _report_training(args, record, f"{args.dataset} (train split)")
+    tries = record["tries"]
+    if not args.quiet:
+        converged = "converged" if tries[-1]["converged"] else "did not converge"
+        print(
+            f"Selected {len(record['selected_features'])} features; ExtraTrees test accuracy "
+            f"{record['test_accuracy']:.2%}; mean max selection probability "
+            f"{record['mean_max_probability']:.4f} ({converged} after {len(tries)} run"
+            f"{'s' if len(tries) > 1 else ''}, {record['epochs_trained']} epochs in the last)."
+        )
+    return {**summary, "selected_features": record["selected_features"],
+            "test_accuracy": record["test_accuracy"],
+            "mean_max_probability": record["mean_max_probability"],
+            "epochs_trained": record["epochs_trained"], "runs": len(tries)}
 
 
 def _report_classifier(args, record):

@@ -28,12 +28,13 @@ from pathlib import Path
 import keras
 
 import autoencoders
+from autoencoders import concrete
 from uae_tf import datasets
 from uae_tf._batches import shuffled_batches
 from uae_tf._io import write_json_atomic
 from uae_tf._validation import check_choice, check_positive_int, check_seed
 from uae_tf.augmentation import UAESequence
-from uae_tf.evaluation import reconstruction_error
+from uae_tf.evaluation import feature_selection_accuracy, reconstruction_error
 from uae_tf.generation import GenerationResults, load_results
 from uae_tf.runs import MODEL_FILE, RECORD_FILE, read_json, versions
 
@@ -190,6 +191,142 @@ def train_autoencoder(
     return phi, record
 
 
+def train_concrete(
+    dataset,
+    epochs=None,
+    batch_size=None,
+    seed=0,
+    out=None,
+    data_dir=None,
+    verbose=1,
+    limit=None,
+    augmentation=None,
+    callbacks=None,
+    features=None,
+    max_tries=concrete.MAX_TRIES,
+):
+    """Trains the concrete autoencoder (Section 5.5) on a dataset's train split.
+
+    As the published package: batch ``max(N // 256, 16)`` for the N rows fed (2N
+    with UAEs), the temperature annealed over all the steps of a run, and the
+    convergence rule of :func:`autoencoders.concrete.fit_until_converged` (train
+    again with doubled epochs while the mean max selection probability is below
+    0.998). With ``augmentation``, the training rows are the originals plus one
+    augmentation each, as in :func:`train_autoencoder`. The labels serve only the
+    downstream evaluation: an ExtraTrees classifier on the selected features of the
+    original training rows, scored on the test split.
+
+    Args:
+        dataset: One of ``uae_tf.datasets.DATASETS`` (tabular or images; images are
+            flattened inside the model).
+        epochs: Epochs of the first run; default
+            ``autoencoders.concrete.default_epochs(dataset)``.
+        batch_size: Training batch size; default ``max(rows // 256, 16)``.
+        seed: Integer seed (>= 0) of the initializers, Gumbel noise, dropout,
+            shuffling and classifier.
+        out: Directory for ``model.keras`` and ``train.json``, or ``None``.
+        data_dir: tensorflow-datasets / download cache directory.
+        verbose: Keras ``fit`` verbosity.
+        limit: Train on the first ``limit`` samples of the split only.
+        augmentation: Results of :func:`uae_tf.generate` over the same train split,
+            or their directory, or ``None``.
+        callbacks: Extra Keras callbacks for ``fit``.
+        features: M, the features selected; default 50, 10 for ``mice_protein``.
+        max_tries: Runs of the convergence rule at most (published: 5).
+
+    Returns:
+        ``(model, record)``: the trained concrete autoencoder (it is Phi) and the
+        dict written to ``train.json``: as :func:`train_autoencoder`'s (``config``
+        adds ``features`` and ``max_tries``; ``steps`` and ``history`` are the last
+        run's), plus ``tries`` (one dict per run of the convergence rule),
+        ``epochs_trained``, ``selected_features``, ``mean_max_probability`` and
+        ``test_accuracy`` (ExtraTrees on the selected features).
+
+    Raises:
+        ValueError: for an unknown ``dataset`` or invalid numbers.
+        uae_tf.datasets.DatasetUnavailableError: if the dataset is neither cached nor
+            downloadable.
+
+    Example:
+
+    >>> model, record = train_concrete("digits", epochs=5, features=10)  # doctest: +SKIP
+    >>> record["selected_features"]  # doctest: +SKIP
+    [36, 21, ...]
+    """
+    check_choice(dataset, datasets.DATASETS, "dataset")
+    epochs = check_positive_int(epochs or concrete.default_epochs(dataset), "epochs")
+    features = check_positive_int(features or concrete.default_num_features(dataset), "features")
+    max_tries = check_positive_int(max_tries, "max_tries")
+    seed = check_seed(seed)
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+    if limit is not None:
+        limit = check_positive_int(limit, "limit")
+    x, y = datasets.load(dataset, "train", data_dir=data_dir)
+    x, y = x[:limit], y[:limit]
+    x_test, y_test = datasets.load(dataset, "test", data_dir=data_dir)
+    augmentation_config = None
+    if augmentation is not None:
+        if not isinstance(augmentation, GenerationResults):
+            augmentation = load_results(augmentation)
+        augmentation_config = _augmentation_config(augmentation, dataset)
+    rows = len(x) * (1 if augmentation is None else 2)
+    batch_size = check_positive_int(batch_size or concrete.default_batch_size(rows), "batch_size")
+    if augmentation is not None:
+        data = UAESequence.from_results(x, augmentation, batch_size=batch_size, seed=seed)
+        fit_args = {"x": data, "shuffle": False}
+        steps_per_epoch = len(data)
+    else:
+        data, steps_per_epoch = shuffled_batches(x, batch_size=batch_size, seed=seed)
+        fit_args = {"x": data, "steps_per_epoch": steps_per_epoch, "shuffle": False}
+
+    def build(annealing_steps):
+        return concrete.build_concrete(x.shape[1:], num_features=features,
+                                       annealing_steps=annealing_steps, seed=seed)
+
+    def fit(model, run_epochs):
+        return model.fit(**fit_args, epochs=run_epochs, verbose=verbose, callbacks=callbacks)
+
+    start = time.perf_counter()
+    model, history, tries = concrete.fit_until_converged(build, fit, epochs, steps_per_epoch,
+                                                         max_tries=max_tries)
+    seconds = time.perf_counter() - start
+    selected = concrete.selected_features(model)
+    record = {
+        "history": {
+            name: [float(value) for value in values] for name, values in history.history.items()
+        },
+        "config": {
+            "arch": "concrete",
+            "dataset": dataset,
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "seed": seed,
+            "data_dir": None if data_dir is None else str(data_dir),
+            "limit": limit,
+            "augmentation": augmentation_config,
+            "features": features,
+            "max_tries": max_tries,
+        },
+        "versions": versions(),
+        "seconds": seconds,
+        "steps": tries[-1]["steps"],
+        "epochs_trained": tries[-1]["epochs"],
+        "tries": tries,
+        "n_train": len(x),
+        "selected_features": selected.tolist(),
+        "mean_max_probability": tries[-1]["mean_max_probability"],
+        "train_reconstruction_error": reconstruction_error(model, x),
+        "test_reconstruction_error": reconstruction_error(model, x_test),
+        "test_accuracy": feature_selection_accuracy(x, y, x_test, y_test, selected, seed=seed),
+    }
+    if out is not None:
+        _save_model_atomic(model, out / MODEL_FILE)
+        write_json_atomic(out / RECORD_FILE, record)
+    return model, record
+
+
 def _augmentation_config(results, dataset):
     """The record's provenance of ``results``, checked against the dataset trained on."""
     made_on = (results.config.get("dataset"), results.config.get("split"))
@@ -211,7 +348,9 @@ def retrain(model, augment, epochs=None, seed=None, out=None, verbose=1, callbac
     """Trains the architecture of a saved model from scratch on originals plus augmentation.
 
     The training set, batch size and (by default) seed are the saved model's, read
-    from its ``train.json``; epochs default to the "augmented" column of Table 8.
+    from its ``train.json``; epochs default to the "augmented" column of Table 8. A
+    concrete autoencoder keeps its M features, and its batch size follows the
+    doubled training set (``max(2N // 256, 16)``, as published).
 
     Args:
         model: Directory written by :func:`train_autoencoder` (``uae train``).
@@ -246,10 +385,18 @@ def retrain(model, augment, epochs=None, seed=None, out=None, verbose=1, callbac
             f"{record_file} is not a training record (no config naming arch and dataset): "
             f"{type(error).__name__}: {error}"
         ) from error
+    if arch == "concrete":
+        return train_concrete(
+            dataset, epochs=epochs, seed=config.get("seed", 0) if seed is None else seed,
+            out=out, data_dir=config.get("data_dir"), verbose=verbose,
+            limit=config.get("limit"), augmentation=augment, callbacks=callbacks,
+            features=config.get("features"),
+            max_tries=config.get("max_tries", concrete.MAX_TRIES),
+        )
     if arch not in autoencoders.ARCHITECTURES:
         raise ValueError(
             f"{record_file} is the record of a {arch!r} model; retrain handles the "
-            f"autoencoders {autoencoders.ARCHITECTURES}."
+            f"autoencoders {autoencoders.ARCHITECTURES + ('concrete',)}."
         )
     return train_autoencoder(
         arch,

@@ -11,7 +11,7 @@ Example:
 
 >>> from uae_tf import models
 >>> sorted(models.ARCHITECTURES)
-['adversarial', 'classifier', 'conv', 'dense', 'simclr', 'sparse']
+['adversarial', 'classifier', 'concrete', 'conv', 'dense', 'simclr', 'sparse']
 >>> models.ARCHITECTURES["classifier"].kind
 'classifier'
 >>> model = models.build("conv", (28, 28, 1), seed=0)

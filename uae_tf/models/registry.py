@@ -3,7 +3,8 @@
 Each architecture is one :class:`Architecture` entry in :data:`ARCHITECTURES`: its
 kind, its builder, its trainer and its default epochs and batch size. The
 autoencoders come from the ``autoencoders`` package's own registry (a new
-autoencoder registered there appears here too); the other models (the
+autoencoder registered there appears here too) and its concrete autoencoder; the
+other models (the
 Carlini-Wagner classifier, SimCLR) are registered below, one entry each.
 """
 
@@ -13,8 +14,9 @@ import types
 from typing import Callable
 
 import autoencoders
+from autoencoders import concrete
 from uae_tf.models import classifiers, simclr, simclr_training
-from uae_tf.training import train_autoencoder
+from uae_tf.training import train_autoencoder, train_concrete
 
 KINDS = ("autoencoder", "classifier", "contrastive")
 
@@ -72,6 +74,15 @@ def _classifier_epochs(dataset, augmented=False):
 
 _ENTRIES = [
     *(_autoencoder(name) for name in autoencoders.ARCHITECTURES),
+    Architecture(
+        name="concrete",
+        kind="autoencoder",
+        build=concrete.build_concrete,
+        train=train_concrete,
+        default_epochs=concrete.default_epochs,
+        # The published max(N // 256, 16) for N training rows: 16 up to 8,191 rows.
+        default_batch_size=16,
+    ),
     Architecture(
         name="classifier",
         kind="classifier",

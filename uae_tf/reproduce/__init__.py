@@ -12,6 +12,7 @@ its report (the dict written to ``OUT/report.json``), callable from Python:
 * :func:`run_figure3` -- Figure 3: MINE-MinMax against PGD for epsilon 0.1 to 1.0;
 * :func:`run_robustness` -- appendix I: PGD against classifiers trained with UAEs;
 * :func:`run_table4` -- Table 4: retraining autoencoders on UAE-augmented data;
+* :func:`run_table6` -- Table 6: the concrete autoencoder (feature selection) with UAEs;
 * :func:`run_table7` -- Table 7: SimCLR retrained on UAE-augmented data;
 * :func:`run_figure10b` -- appendix I, Fig. 10(b): PGD against SimCLR with and without UAEs;
 * :func:`run_table5` -- Table 5: UAEs on top of flip/rotation/noise augmentation;
@@ -31,25 +32,38 @@ shared report helpers are in :mod:`uae_tf.reproduce.reports`, the paper's
 published numbers in :mod:`uae_tf.reproduce.paper`.
 """
 
-from uae_tf.reproduce import figure3, figure10b, robustness, table3, table4, table7
-from uae_tf.reproduce import adversarial_training, second_run, table2, table5, table9
+from uae_tf.reproduce import (
+    adversarial_training,
+    figure3,
+    figure10b,
+    robustness,
+    second_run,
+    table2,
+    table3,
+    table4,
+    table5,
+    table6,
+    table7,
+    table9,
+)
 from uae_tf.reproduce.adversarial_training import run_adversarial_training
 from uae_tf.reproduce.figure10b import run_figure10b
 from uae_tf.reproduce.figure3 import run_figure3
 from uae_tf.reproduce.robustness import run_robustness
+from uae_tf.reproduce.second_run import run_second_run
 from uae_tf.reproduce.table2 import run_table2
 from uae_tf.reproduce.table3 import run_table3
 from uae_tf.reproduce.table4 import run_table4
-from uae_tf.reproduce.second_run import run_second_run
 from uae_tf.reproduce.table5 import run_table5
-from uae_tf.reproduce.table9 import run_table9
+from uae_tf.reproduce.table6 import run_table6
 from uae_tf.reproduce.table7 import run_table7
+from uae_tf.reproduce.table9 import run_table9
 
-# ``uae reproduce NAME``: name -> the experiment's module.
-EXPERIMENTS = {module.NAME: module for module in (table4, table3, figure3, robustness, table7, figure10b)}
-EXPERIMENTS.update({module.NAME: module
-                    for module in (table5, table9, second_run, adversarial_training, table2)})
+# ``uae reproduce NAME``: name -> the experiment's module, in the paper's order.
+EXPERIMENTS = {module.NAME: module for module in (
+    table2, table3, figure3, table4, table5, table6, table7, table9, second_run,
+    adversarial_training, robustness, figure10b)}
 
-__all__ = ["run_table3", "run_figure3", "run_robustness", "run_table4", "run_table7", "run_figure10b",
-           "EXPERIMENTS"]
-__all__ += ["run_table5", "run_table9", "run_second_run", "run_adversarial_training", "run_table2"]
+__all__ = ["run_table2", "run_table3", "run_figure3", "run_table4", "run_table5", "run_table6",
+           "run_table7", "run_table9", "run_second_run", "run_adversarial_training",
+           "run_robustness", "run_figure10b", "EXPERIMENTS"]
