@@ -143,20 +143,36 @@ def test_table9_report_resume_and_refusal(tmp_path, no_xla, capsys):
     code, last, _ = _run(TABLE9, tmp_path, capsys)
     assert code == 0
     report = json.loads((tmp_path / "report.json").read_text())
-    assert [row["method"] for row in report["rows"]] == [
-        "original", "mine-uae-a0.05-b0.5", "original-same-steps"]
-    row = report["rows"][1]
-    assert (row["alpha"], row["beta"]) == (0.05, 0.5) and 0 <= row["asr"] <= 1
-    attack = json.loads((tmp_path / "seed-0" / "augment" / "mine-uae-a0.05-b0.5" /
-                         "summary.json").read_text())["config"]["attack"]
-    assert attack["step_size"] == 0.05 and attack["beta"] == 0.5
-    assert report["concrete"]["missing"]
+    assert sorted(report["rows"]) == ["concrete", "conv"]
+    for arch, rows in report["rows"].items():
+        assert [row["method"] for row in rows] == [
+            "original", "mine-uae-a0.05-b0.5", "original-same-steps"]
+        row = rows[1]
+        assert (row["alpha"], row["beta"]) == (0.05, 0.5) and 0 <= row["asr"] <= 1
+        attack = json.loads((tmp_path / "seed-0" / arch / "augment" / "mine-uae-a0.05-b0.5" /
+                             "summary.json").read_text())["config"]["attack"]
+        assert attack["step_size"] == 0.05 and attack["beta"] == 0.5
+        # The control takes at least the augmented row's steps, within one epoch.
+        assert rows[1]["steps"] <= rows[2]["steps"] < rows[1]["steps"] + rows[0]["steps"]
+    concrete = report["rows"]["concrete"]
+    assert all(0 <= row["accuracy"] <= 1 for row in concrete)
+    assert "accuracy" not in report["rows"]["conv"][0]
+    similarity = json.loads((tmp_path / "seed-0" / "concrete" / "augment" / "mine-uae-a0.05-b0.5"
+                             / "summary.json").read_text())["config"]["attack"]["similarity"]
+    assert similarity["view"] == "random"
     markdown = (tmp_path / "report.md").read_text()
-    assert "0.00285" in markdown and "concrete" in markdown
+    assert "0.00285" in markdown and "0.01138" in markdown and "## concrete" in markdown
     assert (tmp_path / "table9.png").read_bytes()[:8] == PNG
     assert json.loads(last)["rows"] == report["rows"]
+    # A rerun resumes: nothing trained again, the same report.
+    code, last, _ = _run(TABLE9, tmp_path, capsys)
+    assert code == 0 and json.loads(last)["rows"] == report["rows"]
     code, _, err = _run([*TABLE9[:-1], "0.1"], tmp_path, capsys)
     assert code == 1 and "betas" in err
+    code, _, err = _run([*TABLE9, "--archs", "conv"], tmp_path, capsys)
+    assert code == 1 and "archs" in err
+    code, _, err = _run([*TABLE9, "--archs", "dense"], tmp_path / "other", capsys)
+    assert code == 2 and "dense" in err
 
 
 # -- second-run ------------------------------------------------------------------------

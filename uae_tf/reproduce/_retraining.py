@@ -17,6 +17,7 @@ retrains from scratch on originals plus augmentations, and adds the
   options, with CPU-sized defaults.
 """
 
+import functools
 import math
 import sys
 import time
@@ -47,7 +48,8 @@ def train_row(log, out, epochs, train, augmentation=None, transform=None):
         log: Prints a progress line.
         out: The model directory.
         epochs: Training epochs.
-        train: The other arguments of :func:`uae_tf.train_autoencoder`.
+        train: The other arguments of :func:`uae_tf.train_autoencoder`, or, with
+            ``arch="concrete"``, of :func:`uae_tf.train_concrete` plus that ``arch``.
         augmentation: A :class:`uae_tf.generation.GenerationResults`, a list of
             them, or ``None``.
         transform: A :class:`uae_tf.ConventionalAugmentation`, or ``None`` (then
@@ -69,12 +71,20 @@ def train_row(log, out, epochs, train, augmentation=None, transform=None):
     if transform is not None:
         what += f", {transform}"
     log(f"[seed {train['seed']}] {out.name}: training on {what}, {epochs} epochs")
-    record, trained = train_once(out, config, lambda directory: training.train_autoencoder(
-        epochs=epochs, out=directory, augmentation=augmentation, transform=transform,
-        verbose=0, **train))
+    if train.get("arch") == "concrete":
+        if transform is not None:
+            raise ValueError("The concrete autoencoder trains without a transform.")
+        settings = {key: value for key, value in train.items() if key != "arch"}
+        fit = functools.partial(training.train_concrete, **settings)
+    else:
+        fit = functools.partial(training.train_autoencoder, transform=transform, **train)
+    record, trained = train_once(out, config, lambda directory: fit(
+        epochs=epochs, out=directory, augmentation=augmentation, verbose=0))
     done = f"({record['seconds']:.0f} s)" if trained else "(done before)"
+    accuracy = (f", accuracy {record['test_accuracy']:.2%}" if "test_accuracy" in record
+                else "")
     log(f"[seed {train['seed']}] {out.name}: test error "
-        f"{record['test_reconstruction_error']:.6f} {done}")
+        f"{record['test_reconstruction_error']:.6f}{accuracy} {done}")
     return record
 
 
@@ -132,23 +142,29 @@ def summarize(records, rows, base):
         A list of dicts: ``method``, ``test_error`` (mean over replicates),
         ``test_error_std`` (``None`` with one replicate), ``asr`` (mean, or
         ``None``), ``improvement_pct`` over ``base`` (positive: lower error),
-        ``epochs``, ``steps`` and ``train_seconds``.
+        ``epochs`` (trained: a concrete autoencoder's convergence rule may double
+        them), ``steps``, ``train_seconds`` and, for concrete autoencoders,
+        ``accuracy`` (mean downstream accuracy of the selected features).
     """
     reference = float(np.mean([r["test_reconstruction_error"] for r in records[base]]))
     summary = []
     for method in rows:
         errors = np.array([r["test_reconstruction_error"] for r in records[method]])
         asr = [r["asr"] for r in records[method] if "asr" in r]
+        first = records[method][0]
         summary.append({
             "method": method,
             "test_error": float(errors.mean()),
             "test_error_std": float(errors.std(ddof=1)) if len(errors) > 1 else None,
             "asr": float(np.mean(asr)) if asr else None,
             "improvement_pct": 100.0 * (reference - float(errors.mean())) / reference,
-            "epochs": records[method][0]["config"]["epochs"],
-            "steps": records[method][0]["steps"],
+            "epochs": first.get("epochs_trained", first["config"]["epochs"]),
+            "steps": first["steps"],
             "train_seconds": float(np.mean([r["seconds"] for r in records[method]])),
         })
+        if "test_accuracy" in first:
+            summary[-1]["accuracy"] = float(np.mean([r["test_accuracy"]
+                                                     for r in records[method]]))
     return summary
 
 

@@ -36,15 +36,13 @@ Writes, and resumes from, ``OUT``::
     OUT/report.json, OUT/report.md, OUT/selected_features.png
 """
 
-import math
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 from autoencoders import concrete
-from uae_tf import datasets, training
+from uae_tf import datasets
 from uae_tf._argtypes import (
     add_attack_batch_size_argument,
     add_quiet_argument,
@@ -52,11 +50,16 @@ from uae_tf._argtypes import (
     int_at_least,
 )
 from uae_tf._validation import check_positive_int
-from uae_tf.generation import generate
 from uae_tf.presets import PRESETS
 from uae_tf.reproduce import paper
+from uae_tf.reproduce._retraining import (
+    generate_row,
+    load_train_split,
+    same_steps_epochs,
+    train_row,
+)
 from uae_tf.reproduce.reports import cell, markdown_table, new_figure, printer, write_report
-from uae_tf.runs import check_config, file_sha256, model_file, train_once, versions
+from uae_tf.runs import check_config, versions
 
 NAME = "table6"
 SUMMARY = ("Table 6: the concrete autoencoder's reconstruction error and accuracy after UAE "
@@ -148,56 +151,32 @@ def run_table6(
     log = printer(verbose)
     started = time.perf_counter()
 
-    x_train, _ = datasets.load(dataset, "train", data_dir=data_dir)
-    x_train = x_train[:limit]
-    if len(x_train) == 0:
-        raise ValueError(f"The train split of {dataset!r} is empty.")
+    x_train = load_train_split(dataset, limit, data_dir)
     records = {row: [] for row in ROWS}
     asr = []
     for run_seed in config["seeds"]:
         run_dir = out / f"seed-{run_seed}"
-        train = dict(dataset=dataset, features=features, max_tries=max_tries, seed=run_seed,
-                     data_dir=data_dir, limit=limit)
-        records["original"].append(_train(log, run_dir / "original", epochs, train))
-        model, _ = training.load_model_dir(run_dir / "original")
-        log(f"[seed {run_seed}] mine-uae: generating {len(x_train)} UAEs")
-        began = time.perf_counter()
-        results = generate(
-            model, x_train, run_dir / "augment" / "mine-uae", method="mine", preset=preset,
-            view="random", batch_size=attack_batch_size, seed=run_seed,
-            verbose=verbose and sys.stdout.isatty(), initial_perturbation=initial_perturbation,
-            config={"dataset": dataset, "split": "train", "limit": limit,
-                    "model_sha256": file_sha256(model_file(run_dir / "original"))},
-        )
+        train = dict(arch="concrete", dataset=dataset, features=features,
+                     max_tries=max_tries, seed=run_seed, data_dir=data_dir, limit=limit)
+        records["original"].append(train_row(log, run_dir / "original", epochs, train))
+        results = generate_row(
+            log, run_dir / "original", x_train, run_dir / "augment" / "mine-uae", "mine-uae",
+            "mine", run_seed, dataset, limit, attack_batch_size, verbose, preset=preset,
+            view="random", initial_perturbation=initial_perturbation)
         asr.append(results.attack_success_rate)
-        log(f"[seed {run_seed}] mine-uae: ASR {results.attack_success_rate:.1%} "
-            f"({time.perf_counter() - began:.0f} s)")
-        augmented = _train(log, run_dir / "mine-uae", augmented_epochs, train, augmentation=results)
+        augmented = train_row(log, run_dir / "mine-uae", augmented_epochs, train,
+                              augmentation=results)
         records["mine-uae"].append(augmented)
-        per_epoch = records["original"][-1]["steps"] // records["original"][-1]["epochs_trained"]
-        same_steps = math.ceil(augmented["steps"] / per_epoch)
+        same_steps = same_steps_epochs(augmented["steps"], len(x_train),
+                                       records["original"][-1]["config"]["batch_size"])
         records["original-same-steps"].append(
-            _train(log, run_dir / "original-same-steps", same_steps, train))
+            train_row(log, run_dir / "original-same-steps", same_steps, train))
 
     report = _report(records, asr, config, time.perf_counter() - started)
     _figure(out, x_train.shape[1:], config["seeds"][0], records)
     write_report(out, report, _markdown(report))
     log(f"Wrote {out / 'report.json'}, {out / 'report.md'} and {', '.join(FIGURES)}.")
     return report
-
-
-def _train(log, out, epochs, train, augmentation=None):
-    """Trains a concrete autoencoder into ``out`` once; returns its training record."""
-    config = {**train, "arch": "concrete", "epochs": epochs,
-              "augmentation": None if augmentation is None else augmentation.sha256}
-    what = "originals" if augmentation is None else "originals + UAEs"
-    log(f"[seed {train['seed']}] {out.name}: training on {what}, {epochs} epochs")
-    record, trained = train_once(out, config, lambda directory: training.train_concrete(
-        epochs=epochs, out=directory, augmentation=augmentation, verbose=0, **train))
-    done = f"({record['seconds']:.0f} s)" if trained else "(done before)"
-    log(f"[seed {train['seed']}] {out.name}: test error "
-        f"{record['test_reconstruction_error']:.6f}, accuracy {record['test_accuracy']:.2%} {done}")
-    return record
 
 
 def _mean_std(values):
