@@ -6,13 +6,15 @@ classifies correctly, the command-line options that go with them, and the
 training digits with one conv-autoencoder MINE-UAE each (appendix I, Fig. 9).
 """
 
+import argparse
 import functools
 from pathlib import Path
 
 import numpy as np
 
 from uae_tf import datasets
-from uae_tf._argtypes import add_quiet_argument, int_at_least
+from uae_tf._argtypes import add_quiet_argument, add_steps_arguments, int_at_least
+from uae_tf._argtypes import initial_perturbation as parse_initial_perturbation
 from uae_tf.attacks import PGDAttack
 from uae_tf.augmentation import augmentation_pool
 from uae_tf.generation import generate
@@ -20,6 +22,7 @@ from uae_tf.models.classifiers import predict_labels, train_classifier
 from uae_tf.runs import array_sha256, file_sha256, model_file, train_once
 from uae_tf.reproduce.reports import distances
 from uae_tf.training import load_model_dir, train_autoencoder
+from uae_tf.views import VIEWS
 
 CLASSIFIER_DIR = "classifier"
 
@@ -45,6 +48,75 @@ def add_classifier_arguments(parser, epochs):
     parser.add_argument(
         "--classifier-epochs", type=int_at_least(1), default=epochs, metavar="E",
         help="epochs when training the classifier (default: %(default)s)",
+    )
+
+
+def epsilons(text):
+    """Parses ``--epsilons``: comma-separated numbers in (0, 1]."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or any(not 0 < v <= 1 for v in values):
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers in (0, 1], got {text!r}"
+        )
+    return values
+
+
+def add_uae_classifier_arguments(parser, models, limit, n, epsilons_default, classifier_epochs):
+    """Adds the options of the experiments that train a classifier with and without UAEs.
+
+    ``--dataset``/``--data-dir``, ``--limit``, ``--n``, ``--epsilons`` and
+    ``--classifier-epochs``; ``models`` names the two classifiers, without and with
+    UAEs (``("Std", "Std-UAE")``), for the help.
+    """
+    plain, with_uaes = models
+    add_dataset_arguments(parser, "dataset")
+    parser.add_argument(
+        "--limit", type=int_at_least(1), default=limit, metavar="M",
+        help="train both classifiers on the first M training samples, with M UAEs for "
+        f"{with_uaes} (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--n", type=int_at_least(1), default=n, metavar="N",
+        help="test samples attacked, classified correctly by both models (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--epsilons", type=epsilons, default=epsilons_default, metavar="E1,E2,...",
+        help="L-infinity bounds of the evaluation PGD (default: %s)"
+        % ",".join(map(str, epsilons_default)),
+    )
+    parser.add_argument(
+        "--classifier-epochs", type=int_at_least(1), default=classifier_epochs, metavar="E",
+        help=f"epochs of {with_uaes}; {plain}, on half the data, trains 2E epochs "
+        "(default: %(default)s)",
+    )
+
+
+def add_uae_arguments(parser, autoencoder_epochs, steps, mine_steps, view=False):
+    """Adds the options of the training digits' UAEs (:func:`uae_training_set`).
+
+    ``--autoencoder``, ``--autoencoder-epochs``, ``--steps``/``--mine-steps``,
+    ``--view`` (if ``view``) and ``--initial-perturbation``.
+    """
+    parser.add_argument(
+        "--autoencoder", metavar="PATH",
+        help="conv autoencoder for the UAEs ('uae train --arch conv' output); default: train "
+        "one into OUT/autoencoder, or reuse the one there",
+    )
+    parser.add_argument(
+        "--autoencoder-epochs", type=int_at_least(1), default=autoencoder_epochs, metavar="E",
+        help="epochs when training the autoencoder (default: %(default)s)",
+    )
+    add_steps_arguments(parser, steps, mine_steps, what="per UAE")
+    if view:
+        parser.add_argument("--view", choices=VIEWS, default="random",
+                            help="MINE view of the UAE attack (default: %(default)s)")
+    parser.add_argument(
+        "--initial-perturbation", type=parse_initial_perturbation, default="glorot",
+        metavar="R",
+        help="start of delta: 'glorot' (the published code's; default) or a radius in [0, 1]",
     )
 
 

@@ -32,8 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from uae_tf import _validation, datasets
-from uae_tf._argtypes import add_steps_arguments, int_at_least
-from uae_tf._argtypes import initial_perturbation as parse_initial_perturbation
+from uae_tf._argtypes import int_at_least
 from uae_tf.attacks import PGDAttack
 from uae_tf.reproduce import _supervised, paper
 from uae_tf.reproduce.reports import (
@@ -43,7 +42,7 @@ from uae_tf.reproduce.reports import (
     printer,
     write_report,
 )
-from uae_tf.reproduce.robustness import CHUNK_SIZE, PGD_STEPS, _epsilons
+from uae_tf.reproduce.robustness import CHUNK_SIZE, PGD_STEPS
 from uae_tf.runs import attack_config, attack_in_chunks, check_config, versions
 from uae_tf.views import VIEWS
 
@@ -261,26 +260,9 @@ def _markdown(report):
 
 def add_arguments(parser):
     """Adds the experiment's options to ``parser``."""
-    _supervised.add_dataset_arguments(parser, "dataset")
-    parser.add_argument(
-        "--limit", type=int_at_least(1), default=DEFAULT_LIMIT, metavar="M",
-        help="train both classifiers on the first M training samples, with M UAEs for "
-        "Adv. training-UAE (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--n", type=int_at_least(1), default=DEFAULT_N, metavar="N",
-        help="test samples attacked, classified correctly by both models (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--epsilons", type=_epsilons, default=DEFAULT_EPSILONS, metavar="E1,E2,...",
-        help="L-infinity bounds of the evaluation PGD (default: %s)"
-        % ",".join(map(str, DEFAULT_EPSILONS)),
-    )
-    parser.add_argument(
-        "--classifier-epochs", type=int_at_least(1), default=DEFAULT_CLASSIFIER_EPOCHS,
-        metavar="E", help="epochs of Adv. training-UAE; Adv. training, on half the data, "
-        "trains 2E epochs (default: %(default)s)",
-    )
+    _supervised.add_uae_classifier_arguments(
+        parser, ("Adv. training", "Adv. training-UAE"), DEFAULT_LIMIT, DEFAULT_N,
+        DEFAULT_EPSILONS, DEFAULT_CLASSIFIER_EPOCHS)
     parser.add_argument(
         "--train-epsilon", type=float, default=DEFAULT_TRAIN_EPSILON, metavar="EPS",
         help="L-infinity bound of the training PGD (default: %(default)s, Madry's MNIST)",
@@ -293,23 +275,8 @@ def add_arguments(parser):
         "--train-step-size", type=float, metavar="S",
         help="step of the training PGD (default: 2.5 * epsilon / K; Madry: 0.01)",
     )
-    parser.add_argument(
-        "--autoencoder", metavar="PATH",
-        help="conv autoencoder for the UAEs ('uae train --arch conv' output); default: train "
-        "one into OUT/autoencoder, or reuse the one there",
-    )
-    parser.add_argument(
-        "--autoencoder-epochs", type=int_at_least(1), default=DEFAULT_AUTOENCODER_EPOCHS,
-        metavar="E", help="epochs when training the autoencoder (default: %(default)s)",
-    )
-    add_steps_arguments(parser, DEFAULT_STEPS, DEFAULT_MINE_STEPS, what="per UAE")
-    parser.add_argument("--view", choices=VIEWS, default="random",
-                        help="MINE view of the UAE attack (default: %(default)s)")
-    parser.add_argument(
-        "--initial-perturbation", type=parse_initial_perturbation, default="glorot",
-        metavar="R",
-        help="start of delta: 'glorot' (the published code's; default) or a radius in [0, 1]",
-    )
+    _supervised.add_uae_arguments(parser, DEFAULT_AUTOENCODER_EPOCHS, DEFAULT_STEPS,
+                                  DEFAULT_MINE_STEPS, view=True)
     _supervised.add_run_arguments(parser, seed_of="the models and attacks")
 
 

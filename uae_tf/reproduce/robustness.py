@@ -23,15 +23,12 @@ OUT/pgd/ (results per model and epsilon, resumable), OUT/report.json ({"rows":
 [{"model", "epsilon", "asr"}], "config"}), OUT/report.md and OUT/robustness.png.
 """
 
-import argparse
 import time
 from pathlib import Path
 
 import numpy as np
 
 from uae_tf import datasets
-from uae_tf._argtypes import initial_perturbation as parse_initial_perturbation
-from uae_tf._argtypes import add_steps_arguments, int_at_least
 from uae_tf.attacks import PGDAttack
 from uae_tf.reproduce import _supervised
 from uae_tf.reproduce.reports import (
@@ -181,55 +178,13 @@ def run_robustness(
     return report
 
 
-def _epsilons(text):
-    """Parses ``--epsilons``: comma-separated numbers in (0, 1]."""
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if not values or any(not 0 < v <= 1 for v in values):
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated numbers in (0, 1], got {text!r}"
-        )
-    return values
-
-
 def add_arguments(parser):
     """Adds the experiment's options to ``parser``."""
-    _supervised.add_dataset_arguments(parser, "dataset")
-    parser.add_argument(
-        "--limit", type=int_at_least(1), default=DEFAULT_LIMIT, metavar="M",
-        help="train both classifiers on the first M training samples, with M UAEs for "
-        "Std-UAE (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--n", type=int_at_least(1), default=DEFAULT_N, metavar="N",
-        help="test samples attacked, classified correctly by both models (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--epsilons", type=_epsilons, default=DEFAULT_EPSILONS, metavar="E1,E2,...",
-        help="L-infinity bounds of PGD (default: %s)" % ",".join(map(str, DEFAULT_EPSILONS)),
-    )
-    parser.add_argument(
-        "--classifier-epochs", type=int_at_least(1), default=DEFAULT_CLASSIFIER_EPOCHS,
-        metavar="E", help="epochs of Std-UAE; Std, on half the data, trains 2E epochs "
-        "(default: %(default)s)",
-    )
-    parser.add_argument(
-        "--autoencoder", metavar="PATH",
-        help="conv autoencoder for the UAEs ('uae train --arch conv' output); default: train "
-        "one into OUT/autoencoder, or reuse the one there",
-    )
-    parser.add_argument(
-        "--autoencoder-epochs", type=int_at_least(1), default=DEFAULT_AUTOENCODER_EPOCHS, metavar="E",
-        help="epochs when training the autoencoder (default: %(default)s)",
-    )
-    add_steps_arguments(parser, DEFAULT_STEPS, DEFAULT_MINE_STEPS, what="per UAE")
-    parser.add_argument(
-        "--initial-perturbation", type=parse_initial_perturbation, default="glorot",
-        metavar="R",
-        help="start of delta: 'glorot' (the published code's; default) or a radius in [0, 1]",
-    )
+    _supervised.add_uae_classifier_arguments(parser, ("Std", "Std-UAE"), DEFAULT_LIMIT,
+                                             DEFAULT_N, DEFAULT_EPSILONS,
+                                             DEFAULT_CLASSIFIER_EPOCHS)
+    _supervised.add_uae_arguments(parser, DEFAULT_AUTOENCODER_EPOCHS, DEFAULT_STEPS,
+                                  DEFAULT_MINE_STEPS)
     _supervised.add_run_arguments(parser, seed_of="the models and attacks")
 
 
