@@ -21,6 +21,7 @@ import functools
 import math
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -33,9 +34,11 @@ from uae_tf._argtypes import (
     add_replicate_arguments,
     int_at_least,
 )
+from uae_tf._validation import check_positive_int
 from uae_tf.generation import generate
 from uae_tf.presets import PRESETS
-from uae_tf.runs import file_sha256, model_file, train_once
+from uae_tf.reproduce.reports import printer
+from uae_tf.runs import check_config, file_sha256, model_file, train_once
 from uae_tf.views import VIEWS
 
 DEFAULT_ATTACK_BATCH_SIZE = 16
@@ -166,6 +169,56 @@ def summarize(records, rows, base):
             summary[-1]["accuracy"] = float(np.mean([r["test_accuracy"]
                                                      for r in records[method]]))
     return summary
+
+
+def experiment_config(dataset, arch, preset, seeds, seed, limit, view, epochs,
+                      augmented_epochs, initial_perturbation, data_dir, **extra):
+    """The settings every retraining experiment records, checked, plus ``extra``.
+
+    ``seeds`` replicates from ``seed`` become the list ``seeds``; ``epochs`` and
+    ``augmented_epochs`` of ``None`` mean Table 8's for ``arch`` (which may be
+    ``None`` when ``extra`` names the architectures). Raises ``ValueError``
+    naming an unknown setting.
+    """
+    check_settings(dataset, preset, view, arch)
+    seeds = check_positive_int(seeds, "seeds")
+    if arch is not None:
+        epochs = epochs or autoencoders.default_epochs(arch, dataset)
+        augmented_epochs = (augmented_epochs
+                            or autoencoders.default_epochs(arch, dataset, augmented=True))
+    config = {
+        "dataset": dataset,
+        "arch": arch,
+        "preset": preset,
+        "seeds": [seed + r for r in range(seeds)],
+        "limit": limit,
+        "view": view,
+        "epochs": epochs,
+        "augmented_epochs": augmented_epochs,
+        "initial_perturbation": initial_perturbation,
+        "batch_size": autoencoders.default_batch_size,
+        "data_dir": None if data_dir is None else str(data_dir),
+        **extra,
+    }
+    if arch is None:
+        del config["arch"]
+    return config
+
+
+def begin(out, config, format, verbose):
+    """Opens an experiment directory: refuses other settings, loads the training samples.
+
+    Returns:
+        ``(out, log, started, x_train)``: ``out`` as a ``Path`` (created), the
+        progress printer, the start time (``time.perf_counter``) and the first
+        ``config["limit"]`` training samples.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    check_config(out, config, format=format)
+    started = time.perf_counter()
+    x_train = load_train_split(config["dataset"], config["limit"], config["data_dir"])
+    return out, printer(verbose), started, x_train
 
 
 def check_settings(dataset, preset, view, arch=None):

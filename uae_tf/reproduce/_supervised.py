@@ -94,11 +94,11 @@ def add_uae_classifier_arguments(parser, models, limit, n, epsilons_default, cla
     )
 
 
-def add_uae_arguments(parser, autoencoder_epochs, steps, mine_steps, view=False):
+def add_uae_arguments(parser, autoencoder_epochs, steps, mine_steps, view=None):
     """Adds the options of the training digits' UAEs (:func:`uae_training_set`).
 
     ``--autoencoder``, ``--autoencoder-epochs``, ``--steps``/``--mine-steps``,
-    ``--view`` (if ``view``) and ``--initial-perturbation``.
+    ``--view`` (if ``view`` names its default) and ``--initial-perturbation``.
     """
     parser.add_argument(
         "--autoencoder", metavar="PATH",
@@ -110,8 +110,8 @@ def add_uae_arguments(parser, autoencoder_epochs, steps, mine_steps, view=False)
         help="epochs when training the autoencoder (default: %(default)s)",
     )
     add_steps_arguments(parser, steps, mine_steps, what="per UAE")
-    if view:
-        parser.add_argument("--view", choices=VIEWS, default="random",
+    if view is not None:
+        parser.add_argument("--view", choices=VIEWS, default=view,
                             help="MINE view of the UAE attack (default: %(default)s)")
     parser.add_argument(
         "--initial-perturbation", type=parse_initial_perturbation, default="glorot",

@@ -36,13 +36,11 @@ Writes, and resumes from, ``OUT``::
 """
 
 import time
-from pathlib import Path
 
 import autoencoders
-from uae_tf import _validation
 from uae_tf.reproduce import _retraining, paper
-from uae_tf.reproduce.reports import cell, markdown_table, plot_grouped_bars, printer, write_report
-from uae_tf.runs import check_config, versions
+from uae_tf.reproduce.reports import cell, markdown_table, plot_grouped_bars, write_report
+from uae_tf.runs import versions
 
 NAME = "second-run"
 SUMMARY = "Appendix H: retraining on originals + first-run + second-run UAEs."
@@ -92,28 +90,10 @@ def run_second_run(
     Returns:
         The report dict written to ``out/report.json``.
     """
-    _retraining.check_settings(dataset, preset, view, arch)
-    seeds = _validation.check_positive_int(seeds, "seeds")
-    config = {
-        "dataset": dataset,
-        "arch": arch,
-        "preset": preset,
-        "seeds": [seed + r for r in range(seeds)],
-        "limit": limit,
-        "view": view,
-        "epochs": epochs or autoencoders.default_epochs(arch, dataset),
-        "augmented_epochs": augmented_epochs
-        or autoencoders.default_epochs(arch, dataset, augmented=True),
-        "initial_perturbation": initial_perturbation,
-        "batch_size": autoencoders.default_batch_size,
-        "data_dir": None if data_dir is None else str(data_dir),
-    }
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    check_config(out, config, format=_FORMAT)
-    log = printer(verbose)
-    started = time.perf_counter()
-    x_train = _retraining.load_train_split(dataset, limit, data_dir)
+    config = _retraining.experiment_config(
+        dataset, arch, preset, seeds, seed, limit, view, epochs, augmented_epochs,
+        initial_perturbation, data_dir)
+    out, log, started, x_train = _retraining.begin(out, config, _FORMAT, verbose)
     n, batch_size = len(x_train), config["batch_size"]
     attack = dict(method="mine", dataset=dataset, limit=limit,
                   attack_batch_size=attack_batch_size, verbose=verbose, preset=preset,

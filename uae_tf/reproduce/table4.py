@@ -35,7 +35,6 @@ Writes, and resumes from, ``OUT``::
 """
 
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -48,14 +47,19 @@ from uae_tf._argtypes import (
     add_replicate_arguments,
     int_at_least,
 )
-from uae_tf._validation import check_positive_int
 from uae_tf.attacks._iteration import SELECTIONS
 from uae_tf.criteria import ReconstructionCriterion
-from uae_tf.presets import PRESETS
 from uae_tf.reproduce import paper
-from uae_tf.reproduce._retraining import generate_row, same_steps_epochs, summarize, train_row
-from uae_tf.reproduce.reports import cell, markdown_table, new_figure, printer, write_report
-from uae_tf.runs import check_config, versions
+from uae_tf.reproduce._retraining import (
+    begin,
+    experiment_config,
+    generate_row,
+    same_steps_epochs,
+    summarize,
+    train_row,
+)
+from uae_tf.reproduce.reports import cell, markdown_table, new_figure, write_report
+from uae_tf.runs import versions
 from uae_tf.views import VIEWS
 
 NAME = "table4"
@@ -138,43 +142,13 @@ def run_table4(
     Returns:
         The report dict written to ``out/report.json``.
     """
-    if arch not in autoencoders.ARCHITECTURES:
-        raise ValueError(f"arch must be one of {autoencoders.ARCHITECTURES}. Received: {arch!r}")
-    if dataset not in datasets.DATASETS:
-        raise ValueError(f"dataset must be one of {datasets.DATASETS}. Received: {dataset!r}")
-    if preset not in PRESETS:
-        raise ValueError(f"preset must be one of {sorted(PRESETS)}. Received: {preset!r}")
-    if view not in VIEWS:
-        raise ValueError(f"view must be one of {VIEWS}. Received: {view!r}")
     if selection not in SELECTIONS:
         raise ValueError(f"selection must be one of {SELECTIONS}. Received: {selection!r}")
-    seeds = check_positive_int(seeds, "seeds")
-    epochs = epochs or autoencoders.default_epochs(arch, dataset)
-    augmented_epochs = augmented_epochs or autoencoders.default_epochs(arch, dataset, augmented=True)
-    config = {
-        "dataset": dataset,
-        "arch": arch,
-        "preset": preset,
-        "seeds": [seed + r for r in range(seeds)],
-        "limit": limit,
-        "view": view,
-        "epochs": epochs,
-        "augmented_epochs": augmented_epochs,
-        "initial_perturbation": initial_perturbation,
-        "selection": selection,
-        "batch_size": autoencoders.default_batch_size,
-        "data_dir": None if data_dir is None else str(data_dir),
-    }
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    check_config(out, config, format=_FORMAT)
-    log = printer(verbose)
-    started = time.perf_counter()
-
-    x_train, _ = datasets.load(dataset, "train", data_dir=data_dir)
-    x_train = x_train[:limit]
-    if len(x_train) == 0:
-        raise ValueError(f"The train split of {dataset!r} is empty.")
+    config = experiment_config(dataset, arch, preset, seeds, seed, limit, view, epochs,
+                               augmented_epochs, initial_perturbation, data_dir,
+                               selection=selection)
+    epochs, augmented_epochs = config["epochs"], config["augmented_epochs"]
+    out, log, started, x_train = begin(out, config, _FORMAT, verbose)
     records = {row: [] for row in ROWS}
     first = config["seeds"][0]
     shown = {}  # What the figures show: seed `first`'s model and attacks.

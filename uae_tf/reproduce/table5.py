@@ -38,14 +38,11 @@ Writes, and resumes from, ``OUT``::
 
 import argparse
 import time
-from pathlib import Path
 
-import autoencoders
-from uae_tf import _validation
 from uae_tf.augmentation import ConventionalAugmentation
 from uae_tf.reproduce import _retraining, paper
-from uae_tf.reproduce.reports import cell, markdown_table, plot_grouped_bars, printer, write_report
-from uae_tf.runs import check_config, versions
+from uae_tf.reproduce.reports import cell, markdown_table, plot_grouped_bars, write_report
+from uae_tf.runs import versions
 
 NAME = "table5"
 SUMMARY = "Table 5: MINE-UAEs on top of flip/rotation/noise augmentation (conv autoencoder)."
@@ -110,35 +107,16 @@ def run_table5(
     Returns:
         The report dict written to ``out/report.json``.
     """
-    _retraining.check_settings(dataset, preset, view)
-    seeds = _validation.check_positive_int(seeds, "seeds")
     unknown = set(settings) - set(SETTINGS)
     if unknown or not settings:
         raise ValueError(f"settings must be some of {SETTINGS}. Received: {settings!r}")
     settings = [name for name in SETTINGS if name in settings]
     augmentations = {name: t for name, t in transforms(rotation, noise).items() if name in settings}
-    config = {
-        "dataset": dataset,
-        "arch": "conv",
-        "preset": preset,
-        "seeds": [seed + r for r in range(seeds)],
-        "limit": limit,
-        "view": view,
-        "epochs": epochs,
-        "augmented_epochs": augmented_epochs,
-        "rotation": rotation,
-        "noise": noise,
-        "transforms": {name: t.get_config() for name, t in augmentations.items()},
-        "initial_perturbation": initial_perturbation,
-        "batch_size": autoencoders.default_batch_size,
-        "data_dir": None if data_dir is None else str(data_dir),
-    }
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    check_config(out, config, format=_FORMAT)
-    log = printer(verbose)
-    started = time.perf_counter()
-    x_train = _retraining.load_train_split(dataset, limit, data_dir)
+    config = _retraining.experiment_config(
+        dataset, "conv", preset, seeds, seed, limit, view, epochs, augmented_epochs,
+        initial_perturbation, data_dir, rotation=rotation, noise=noise,
+        transforms={name: t.get_config() for name, t in augmentations.items()})
+    out, log, started, x_train = _retraining.begin(out, config, _FORMAT, verbose)
 
     rows = ["original"] + [f"{name}{suffix}" for name in settings
                            for suffix in ("", "+mine-uae", "-same-steps")]

@@ -36,9 +36,7 @@ Writes, and resumes from, ``OUT``::
 
 import argparse
 import time
-from pathlib import Path
 
-import autoencoders
 from autoencoders import concrete
 from uae_tf import _validation
 from uae_tf.reproduce import _retraining, paper
@@ -46,11 +44,10 @@ from uae_tf.reproduce.reports import (
     cell,
     markdown_table,
     plot_grouped_bars,
-    printer,
     write_report,
 )
 from uae_tf.reproduce.table6 import PRESET_TRAINING
-from uae_tf.runs import check_config, versions
+from uae_tf.runs import versions
 
 NAME = "table9"
 SUMMARY = ("Table 9: MINE-UAE augmentation of the conv and concrete autoencoders for each "
@@ -115,8 +112,6 @@ def run_table9(
         architecture run to its rows (see :func:`_retraining.summarize`; the
         augmented ones with ``alpha`` and ``beta``).
     """
-    _retraining.check_settings(dataset, preset, view)
-    seeds = _validation.check_positive_int(seeds, "seeds")
     alphas = sorted({_validation.check_positive_float(a, "alpha") for a in alphas})
     betas = sorted({_validation.check_positive_float(b, "beta") for b in betas})
     unknown = [arch for arch in archs if arch not in ARCHS]
@@ -124,30 +119,14 @@ def run_table9(
         raise ValueError(f"archs must be a non-empty subset of {ARCHS}. Received: {archs!r}")
     archs = [arch for arch in ARCHS if arch in archs]
     grid = [(a, b) for a in alphas for b in betas]
-    config = {
-        "dataset": dataset,
-        "archs": archs,
-        "preset": preset,
-        "seeds": [seed + r for r in range(seeds)],
-        "limit": limit,
-        "view": view,
-        "epochs": epochs,
-        "augmented_epochs": augmented_epochs,
-        "alphas": alphas,
-        "betas": betas,
-        "initial_perturbation": initial_perturbation,
-        "batch_size": autoencoders.default_batch_size,
-        "data_dir": None if data_dir is None else str(data_dir),
-    }
+    extra = {}
     if "concrete" in archs:
-        config["features"] = concrete.default_num_features(dataset)
-        config["max_tries"] = PRESET_TRAINING[preset]["max_tries"]
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    check_config(out, config, format=_FORMAT)
-    log = printer(verbose)
-    started = time.perf_counter()
-    x_train = _retraining.load_train_split(dataset, limit, data_dir)
+        extra = {"features": concrete.default_num_features(dataset),
+                 "max_tries": PRESET_TRAINING[preset]["max_tries"]}
+    config = _retraining.experiment_config(
+        dataset, None, preset, seeds, seed, limit, view, epochs, augmented_epochs,
+        initial_perturbation, data_dir, archs=archs, alphas=alphas, betas=betas, **extra)
+    out, log, started, x_train = _retraining.begin(out, config, _FORMAT, verbose)
 
     rows = ["original", *(row_name(a, b) for a, b in grid), "original-same-steps"]
     summaries = {}
