@@ -1,9 +1,11 @@
-"""Training on several devices: uae_tf.distribution."""
+"""Training on several devices: uae_tf.distribution, and UAESequence under MirroredStrategy."""
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
 from uae_tf import distribution
+from uae_tf.augmentation import UAESequence
 
 
 
@@ -35,3 +37,37 @@ def test_one_device_is_the_default_strategy_and_the_record_says_so():
         assert distribution.describe(strategy) == {"replicas": 1, "devices": None}
     named = distribution.get_strategy("CPU:0")
     assert distribution.describe(named) == {"replicas": 1, "devices": ["CPU:0"]}
+
+
+def _keras_reads(sequence, distributed, epochs=2):
+    """Calls ``sequence`` as Keras' ``fit`` does; returns each training epoch's inputs.
+
+    Keras peeks at two batches for their shapes; on one device it then ends that
+    peek with ``on_epoch_end``, under a tf.distribute strategy it reads on in an
+    epoch of its own to build the model (here: every batch, as prefetching may).
+    """
+    for index in range(2):
+        sequence[index]
+    if distributed:
+        sequence.on_epoch_begin()
+        for index in range(len(sequence)):
+            sequence[index]
+    sequence.on_epoch_end()
+    served = []
+    for _ in range(epochs):
+        sequence.on_epoch_begin()
+        batches = [sequence[index] for index in range(len(sequence))]
+        sequence.on_epoch_end()
+        assert not any(np.shares_memory(inputs, targets) for inputs, targets in batches)
+        served.append(np.concatenate([inputs for inputs, _ in batches]))
+    return served
+
+
+def test_sequence_trains_on_the_same_epochs_when_keras_reads_ahead_to_build():
+    x = np.random.default_rng(0).uniform(size=(20, 3)).astype("float32")
+    one = UAESequence(x, np.clip(x + 0.1, 0, 1), batch_size=4, seed=0)
+    several = UAESequence(x, np.clip(x + 0.1, 0, 1), batch_size=4, seed=0)
+    for a, b in zip(_keras_reads(one, False), _keras_reads(several, True), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert one.epoch == several.epoch == 2
+    assert one.batches_built == several.batches_built == 2 * len(one)  # once per epoch
