@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from uae_tf import distribution, training
 from uae_tf.augmentation import UAESequence
+from uae_tf.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,6 +73,19 @@ def test_one_device_is_the_default_strategy_and_the_record_says_so():
         assert distribution.describe(strategy) == {"replicas": 1, "devices": None}
     named = distribution.get_strategy("CPU:0")
     assert distribution.describe(named) == {"replicas": 1, "devices": ["CPU:0"]}
+
+
+def test_cli_devices_is_checked_and_for_autoencoders_only(tmp_path, capsys):
+    out = str(tmp_path / "model")
+    assert main(["train", "--arch", "dense", "--dataset", "digits", "--devices", "0",
+                 "--out", out]) == 2
+    assert "--devices: expected a number of devices >= 1" in capsys.readouterr().err
+    assert main(["train", "--arch", "classifier", "--dataset", "digits", "--devices", "2",
+                 "--out", out]) == 2
+    assert "--devices applies to the autoencoders" in capsys.readouterr().err
+    assert main(["train", "--arch", "conv", "--dataset", "digits", "--devices", "99",
+                 "--out", out]) == 1
+    assert "devices=99 asks for 99 devices" in capsys.readouterr().err
 
 
 def _keras_reads(sequence, distributed, epochs=2):
