@@ -35,6 +35,18 @@ def _mlp(input_size, hidden_units, output_size, output_activation, seed, seed_of
     return keras.Model(inputs, outputs, name=name)
 
 
+def _unscaled(loss):
+    """A replica's mean loss from the one a Keras loss returns under ``tf.distribute``.
+
+    Keras divides each replica's loss by the number of replicas, so that summing
+    the replicas' gradients gives the gradient of the global batch's mean; the
+    loss trackers average the replicas' means instead, as Keras' own train step
+    does (``unscale_loss_for_distribution``).
+    """
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    return loss if replicas == 1 else loss * replicas
+
+
 class _PerSampleLoss(keras.losses.Loss):
     """A loss function ``fn(y_true, y_pred)`` as a ``Loss`` (sample weights, reduction)."""
 
@@ -172,8 +184,22 @@ class AdversarialAutoencoder(keras.Model):
         return self.autoencoder(inputs, training=training)
 
     def sample_prior(self, batch_size):
-        """Draws ``batch_size`` codes from the prior N(0, I), seeded by ``seed``."""
-        return keras.random.normal((batch_size, self.latent_dim), seed=self.prior_seed_generator)
+        """Draws ``batch_size`` codes from the prior N(0, I), seeded by ``seed``.
+
+        In a replica of a ``tf.distribute`` strategy the replicas' seed streams are
+        the same, so each draws the samples of all of them (the one-device draw of
+        the global batch) and keeps its own slice: they train on different prior
+        samples, as one device would.
+        """
+        context = tf.distribute.get_replica_context()
+        replicas = 1 if context is None else context.num_replicas_in_sync
+        if replicas == 1:
+            return keras.random.normal((batch_size, self.latent_dim),
+                                       seed=self.prior_seed_generator)
+        samples = keras.random.normal((batch_size * replicas, self.latent_dim),
+                                      seed=self.prior_seed_generator)
+        start = context.replica_id_in_sync_group * batch_size
+        return samples[start:start + batch_size]
 
     def train_step(self, data):
         """One reconstruction phase and one regularization phase on a batch."""
@@ -216,9 +242,9 @@ class AdversarialAutoencoder(keras.Model):
         self.generator_optimizer.apply_gradients(
             zip(tape.gradient(generator_loss, encoder_variables), encoder_variables))
 
-        self.reconstruction_tracker.update_state(reconstruction_loss)
-        self.discriminator_tracker.update_state(discriminator_loss)
-        self.generator_tracker.update_state(generator_loss)
+        self.reconstruction_tracker.update_state(_unscaled(reconstruction_loss))
+        self.discriminator_tracker.update_state(_unscaled(discriminator_loss))
+        self.generator_tracker.update_state(_unscaled(generator_loss))
         return {m.name: m.result() for m in self.metrics}
 
     def test_step(self, data):
@@ -226,7 +252,7 @@ class AdversarialAutoencoder(keras.Model):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         target = x if y is None else y
         loss = self.reconstruction_loss(target, self.autoencoder(x, training=False), sample_weight)
-        self.reconstruction_tracker.update_state(loss)
+        self.reconstruction_tracker.update_state(_unscaled(loss))
         return {"loss": self.reconstruction_tracker.result()}
 
     def get_config(self):

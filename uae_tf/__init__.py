@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 # Importing the model package registers its custom objects, so that
 # ``keras.models.load_model`` reads our ``.keras`` files once uae_tf is imported.
 import autoencoders  # noqa: F401
-from uae_tf import datasets, evaluation, metrics, models, similarity, training
+from uae_tf import datasets, distribution, evaluation, metrics, models, similarity, training
 from uae_tf.attacks import AttackResult, GaussianAugmentation, MinMaxAttack
 from uae_tf.attacks import PenaltyAttack, PGDAttack
 from uae_tf.augmentation import ConventionalAugmentation, UAERegeneration, UAESequence
@@ -45,6 +45,7 @@ from uae_tf import reproduce, runs
 __all__ = [
     "__version__",
     "datasets",
+    "distribution",
     "evaluation",
     "metrics",
     "models",

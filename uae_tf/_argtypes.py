@@ -2,6 +2,7 @@
 
 import argparse
 
+from uae_tf.distribution import normalize as normalize_devices
 from uae_tf.presets import PRESETS
 
 
@@ -44,6 +45,27 @@ def shard(text):
         raise argparse.ArgumentTypeError(
             f"expected I/N with integers 0 <= I < N (e.g. 0/4), got {text!r}")
     return i, n
+
+
+def devices(text):
+    """Parses ``--devices``: a count N >= 1 or comma-separated device names (``GPU:0,GPU:1``)."""
+    try:
+        return normalize_devices(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of devices >= 1 or device names such as GPU:0,GPU:1, got {text!r}"
+        ) from None
+
+
+def add_devices_argument(parser):
+    """Adds ``--devices``: train under tf.distribute.MirroredStrategy on several devices."""
+    parser.add_argument(
+        "--devices", type=devices, metavar="N|NAMES",
+        help="devices to train on, each batch split across them (tf.distribute."
+        "MirroredStrategy): N (1: one device; N >= 2: the first N GPUs, or CPUs "
+        "without a GPU) or names such as GPU:0,GPU:1 (default: every GPU when "
+        "TensorFlow sees two or more, else one device)",
+    )
 
 
 # One name, one meaning and one help text per concept, for every subcommand (the

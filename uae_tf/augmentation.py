@@ -182,7 +182,12 @@ class UAESequence(keras.utils.PyDataset):
 
     Each batch is assembled once per epoch. Keras reads the first two batches
     before training to learn their shapes; those are kept and handed out when the
-    first epoch asks for them, so the peek costs nothing.
+    first epoch asks for them, so the peek costs nothing. Under a
+    ``tf.distribute`` strategy (see :mod:`uae_tf.distribution`) Keras then reads
+    on, in an epoch of its own, to build the model before training; that
+    read-through is not counted as an epoch and its batches are kept too, so the
+    first training epoch still gets epoch 0's shuffle and each batch is assembled
+    once, as on one device. Each global batch is then split across the replicas.
 
     Args:
         x: ``[N, ...]`` originals in [0, 1].
@@ -220,6 +225,8 @@ class UAESequence(keras.utils.PyDataset):
         self._kept = {}
         self._served = 0  # Batches handed out this epoch (in this process).
         self._in_epoch = False  # Between Keras' on_epoch_begin and on_epoch_end.
+        self._peek_ended = False  # Keras ended the peek with an on_epoch_end of its own.
+        self._rehearsal = False  # In the read-through a distributed fit makes first.
         self._order = None
         self._order_epoch = None
         self.set_augmentation(x_aug, success)
@@ -299,36 +306,72 @@ class UAESequence(keras.utils.PyDataset):
         self._served += 1
         key = (self.epoch, index)
         if key in self._kept:
-            return self._kept.pop(key)
+            batch = self._kept[key] if self._rehearsal else self._kept.pop(key)
+        else:
+            batch = self._assemble(index)
+            if index < _PEEKED_BATCHES or self._rehearsal:
+                # Keras builds these to learn the output signature (or the model),
+                # then asks again.
+                self._kept[key] = batch
+        if self._rehearsal:
+            # Kept for epoch 0, so handed out now as a copy: TensorFlow must not get
+            # one array twice (see _assemble).
+            return tuple(np.copy(part) for part in batch)
+        return batch
+
+    def _assemble(self, index):
+        """Builds batch ``index`` of the current epoch: ``(inputs, targets)``."""
         if self._order_epoch != self.epoch:
             self._order, self._order_epoch = self._permutation(), self.epoch
         rows = self._order[index * self.batch_size : (index + 1) * self.batch_size]
         x = self.x_pool[rows]
         if self.transform is not None:
             x = self.transform(x, seed=(self.seed, self.epoch, index))
-        batch = (x, x if self.y is None else self.y[rows])
         self.batches_built += 1
-        if index < _PEEKED_BATCHES:
-            # Keras builds these to learn the output signature, then asks again.
-            self._kept[key] = batch
-        return batch
+        # Autoencoder targets are a copy, not the inputs' array: under tf.distribute
+        # TensorFlow may take over the memory of the arrays a batch hands it, and
+        # with one array behind inputs and targets, it overwrote one with other data
+        # (measured: batches changed after serving, trajectories that differed from
+        # run to run).
+        return x, (np.copy(x) if self.y is None else self.y[rows])
+
+    def _only_peeked(self):
+        """Whether the batches served since the last epoch are the kept ones Keras peeked at."""
+        return not self._in_epoch and self._served > 0 and self._served == len(self._kept)
 
     def on_epoch_begin(self):
-        """Called by Keras when an epoch starts."""
+        """Called by Keras when an epoch starts.
+
+        On one device Keras closes the peek with an ``on_epoch_end`` first; under a
+        ``tf.distribute`` strategy it begins an epoch straight after the peek, reads
+        batches from it to build the model (Keras' TF trainer,
+        ``_maybe_symbolic_build``) and ends it before training: that read-through
+        is not a training epoch.
+        """
+        self._rehearsal = self._only_peeked() and not self._peek_ended
         self._in_epoch = True
 
     def on_epoch_end(self):
         """Moves to the next epoch's shuffle.
 
         Keras also calls this once before training, right after reading the first
-        batches for their shapes; an epoch that served nothing but those batches
-        is not over, so they stay valid for the first real epoch.
+        batches for their shapes (or, under a ``tf.distribute`` strategy, after
+        reading on to build the model); an epoch that served nothing but those
+        batches is not over, so they stay valid for the first real epoch.
         """
-        if not self._in_epoch and self._served and self._served == len(self._kept):
+        if self._rehearsal:
+            self._rehearsal = False
+            self._in_epoch = False
+            self._served = len(self._kept)
+            self._peek_ended = True
+            return
+        if self._only_peeked():
+            self._peek_ended = True
             return
         self._in_epoch = False
         self.epoch += 1
         self._served = 0
+        self._peek_ended = False
         self._kept.clear()
 
 class UAERegeneration(keras.callbacks.Callback):

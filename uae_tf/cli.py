@@ -101,6 +101,8 @@ def _add_train_parser(subparsers):
         "target) on a dataset's train split.",
         "Writes DIR/model.keras (the reconstruction model Phi) and DIR/train.json (loss\n"
         "history, config, package versions, wall time, training reconstruction error).\n"
+        "With --devices (or by itself when TensorFlow sees two or more GPUs) each batch\n"
+        "is split across several devices (tf.distribute.MirroredStrategy).\n"
         "Epochs default to the paper's Table 8. With --arch classifier: the Carlini-Wagner\n"
         "classifier (logits), 50 epochs, test accuracy in train.json. With --arch simclr:\n"
         "SimCLR (small encoder and Adam; ResNet-18 and LARS on cifar10), test contrastive\n"
@@ -146,6 +148,7 @@ def _add_train_parser(subparsers):
         "--features", type=_int_at_least(1), metavar="M",
         help="--arch concrete only: features selected (default: 50, 10 for mice_protein)",
     )
+    _argtypes.add_devices_argument(parser)
     _add_quiet_and_out_arguments(parser)
     parser.set_defaults(func=_cmd_train)
 
@@ -172,8 +175,11 @@ def _report_training(args, record, what):
     """Prints the summary of a training run; returns its JSON dict."""
     config = record["config"]
     final_loss = record["history"]["loss"][-1]
+    replicas = record.get("replicas", 1)
     if not args.quiet:
         epochs = config["epochs"]
+        if replicas > 1:
+            what += f", each batch split across {', '.join(record['devices'])}"
         print(
             f"Trained {config['arch']} autoencoder on {what}, {epochs} epoch"
             f"{'s' if epochs > 1 else ''} in {record['seconds']:.1f} s: final loss "
@@ -190,6 +196,7 @@ def _report_training(args, record, what):
         "train_reconstruction_error": record["train_reconstruction_error"],
         "test_reconstruction_error": record["test_reconstruction_error"],
         "seconds": record["seconds"],
+        "replicas": replicas,
     }
 
 
@@ -201,6 +208,15 @@ def _cmd_train(args):
         if args.arch != "concrete":
             raise _UsageError("--features applies to --arch concrete only")
         extra["features"] = args.features
+    if args.devices is not None:
+        if architecture.kind != "autoencoder":
+            autoencoder_archs = [name for name, entry in models.ARCHITECTURES.items()
+                                 if entry.kind == "autoencoder"]
+            raise _UsageError(
+                f"--devices applies to the autoencoders (--arch {', '.join(autoencoder_archs)}) "
+                f"only. Received: --arch {args.arch}"
+            )
+        extra["devices"] = args.devices
     _, record = architecture.train(
         args.dataset,
         epochs=args.epochs,
@@ -295,10 +311,14 @@ def _add_retrain_parser(subparsers):
         "each from AUGMENT (written by 'uae generate' on the train split): failed UAEs,\n"
         "and samples AUGMENT does not cover, are replicated, as in the paper. Epochs\n"
         "default to the augmented column of Table 8. Writes DIR/model.keras and\n"
-        "DIR/train.json with the test reconstruction error.",
+        "DIR/train.json with the test reconstruction error. With --devices (or by\n"
+        "itself when TensorFlow sees two or more GPUs) each batch is split across\n"
+        "several devices (tf.distribute.MirroredStrategy).",
         "  uae retrain --model runs/conv-mnist5k --augment runs/uae --out runs/conv-uae\n"
         "  uae retrain --model runs/conv-mnist5k --augment runs/ga-0.01 --epochs 10 \\\n"
-        "      --seed 1 --out runs/conv-ga",
+        "      --seed 1 --out runs/conv-ga\n"
+        "  uae retrain --model runs/conv-mnist5k --augment runs/uae --devices 2 \\\n"
+        "      --out runs/conv-uae   # each batch split across the first two GPUs",
     )
     parser.add_argument(
         "--model", required=True, metavar="DIR", help="directory written by 'uae train'"
@@ -314,6 +334,7 @@ def _add_retrain_parser(subparsers):
         "--seed", type=_int_at_least(0), metavar="S",
         help="random seed (default: the original model's)",
     )
+    _argtypes.add_devices_argument(parser)
     _add_quiet_and_out_arguments(parser)
     parser.set_defaults(func=_cmd_retrain)
 
@@ -322,7 +343,7 @@ def _cmd_retrain(args):
     """Retrains on originals plus augmentation; returns the JSON summary."""
     _, record = retrain(
         args.model, args.augment, epochs=args.epochs, seed=args.seed, out=args.out,
-        verbose=_fit_verbosity(args),
+        verbose=_fit_verbosity(args), devices=args.devices,
     )
     augmentation = record["config"]["augmentation"]
     return _report_training(
