@@ -1,0 +1,118 @@
+"""An attack's device memory: the estimate against the tensors the loop is given, and
+the default batch on a GPU.
+
+The estimate against XLA's buffer assignment of the compiled loop is a benchmark
+(``bench/bench_memory.py --validate``): it compiles, which takes minutes here.
+"""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from uae_tf.attacks import MinMaxAttack, PenaltyAttack, estimate_attack_memory, memory
+from uae_tf.criteria import ReconstructionCriterion
+
+SHAPE = (8, 8, 1)
+VIEWS = {
+    "conv": {"name": "mine", "view": "conv", "mine_steps": 2},
+    "random": {"name": "mine", "view": "random", "mine_steps": 2, "num_projections": 8,
+               "projection_dim": 16},
+}
+
+
+def _tiny_autoencoder():
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([
+        keras.Input(SHAPE),
+        keras.layers.Conv2D(3, 3, padding="same", activation="relu"),
+        keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid"),
+    ])
+
+
+@pytest.mark.parametrize("view", ["conv", "random"])
+@pytest.mark.parametrize("attack_class", [MinMaxAttack, PenaltyAttack])
+def test_estimate_counts_the_tensors_the_loop_is_given(view, attack_class):
+    model = _tiny_autoencoder()
+    attack = attack_class(ReconstructionCriterion(model), similarity=VIEWS[view], steps=3)
+    estimate = estimate_attack_memory(attack)
+    x = np.random.default_rng(0).uniform(size=(3, *SHAPE)).astype(np.float32)
+    prepared = attack._step.start(tf.constant(x), None, tf.constant([[0, i] for i in range(3)]),
+                                  attack.steps)
+    per_sample = sum(t.numpy().nbytes // 3 for t in tf.nest.flatten(prepared) if t.shape.rank)
+    assert sum(estimate.inputs.values()) == per_sample + x[0].nbytes
+    params = prepared[2]["params"]
+    assert estimate.inputs["statistics networks"] == sum(v[0].numpy().nbytes
+                                                         for v in params.values())
+    assert estimate.carried["statistics networks and Adam moments"] == \
+        3 * estimate.inputs["statistics networks"]
+    assert estimate.fixed["model weights"] == 4 * model.count_params()
+    # Both convolutions' outputs kept for the backward pass, two gradients of the larger.
+    assert estimate.delta_step["criterion"] == 4 * (64 * 3 + 64 * 1 + 2 * 64 * 3)
+    if view == "random":
+        assert estimate.fixed["random projections"] == 4 * 64 * 8 * 16
+    paper_updates = 3 * 2 * getattr(attack, "search_steps", 1)
+    assert estimate.traffic > paper_updates * 11 * estimate.inputs["statistics networks"]
+
+
+def _estimate(per_sample=10**6):
+    return memory.MemoryEstimate(inputs={"all": per_sample}, carried={}, mine_step={},
+                                 delta_step={}, fixed={"weights": 5 * 10**6}, traffic=0,
+                                 safety_factor=1.0)
+
+
+def test_largest_batch_and_bandwidth_floor():
+    estimate = _estimate()
+    assert estimate.bytes_per_sample == 10**6 and estimate.fixed_bytes == 5 * 10**6
+    assert estimate.largest_batch(16 * 10**6) == 11
+    assert estimate.largest_batch(10**6) == 0
+    assert memory.MemoryEstimate({}, {}, {}, {}, {}, traffic=2 * 10**9).seconds_per_sample(
+        10**9) == 2.0
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch):
+    monkeypatch.setattr(memory.tf.config, "list_physical_devices",
+                        lambda kind=None: ["GPU:0"] if kind == "GPU" else [])
+    monkeypatch.delenv(memory.GPU_MEMORY_ENV, raising=False)
+    monkeypatch.setattr(memory, "_query_nvidia_smi", lambda: None)
+    return monkeypatch
+
+
+def test_default_batch_on_a_cpu_is_one():
+    assert not tf.config.list_physical_devices("GPU")
+    assert memory.default_batch_size(_estimate()) == 1
+
+
+def test_default_batch_on_a_gpu_fills_its_free_memory(fake_gpu):
+    assert memory.default_batch_size(_estimate()) == 32  # nothing says the memory
+    fake_gpu.setattr(memory, "_query_nvidia_smi", lambda: (16 * 2**30, 2**30))
+    assert memory.gpu_memory_budget() == int(0.9 * 15 * 2**30)
+    assert memory.default_batch_size(_estimate()) == 512  # clamped
+    assert memory.default_batch_size(_estimate(10**8)) == int(0.9 * 15 * 2**30) // 10**8
+    assert memory.default_batch_size(lambda: _estimate(10**8)) == 144
+    fake_gpu.setattr(memory, "_tensorflow_gpu_memory", lambda: (2**30, 2**30))
+    # Once TensorFlow holds the device, its total is what the attack may take.
+    assert memory.gpu_memory_budget() == int(0.9 * 16 * 2**30) - 2**30
+    fake_gpu.setenv(memory.GPU_MEMORY_ENV, "4GiB")
+    assert memory.gpu_memory_budget() == 3 * 2**30
+    assert memory.default_batch_size(_estimate(10**10)) == 1  # at least one
+
+
+def test_parse_bytes():
+    assert memory.parse_bytes("40GB") == 40 * 10**9
+    assert memory.parse_bytes("16GiB") == 16 * 2**30
+    assert memory.parse_bytes("512M") == 512 * 10**6
+    assert memory.parse_bytes("4e10") == 4 * 10**10
+    with pytest.raises(ValueError, match=r"UAE_GPU_MEMORY must be bytes.*'lots'"):
+        memory.parse_bytes("lots")
+
+
+def test_out_of_memory_errors_are_recognized():
+    assert memory.is_out_of_memory(tf.errors.ResourceExhaustedError(
+        None, None, "Out of memory while trying to allocate 68852648264 bytes."))
+    assert memory.is_out_of_memory(tf.errors.InternalError(
+        None, None, "Failed copying input tensor: Dst tensor is not initialized."))
+    assert not memory.is_out_of_memory(tf.errors.InternalError(None, None, "CUDA error 700"))
+    assert not memory.is_out_of_memory(tf.errors.InvalidArgumentError(None, None, "shapes"))
+    assert not memory.is_out_of_memory(MemoryError())
