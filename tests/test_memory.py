@@ -99,6 +99,19 @@ def test_default_batch_on_a_gpu_fills_its_free_memory(fake_gpu):
     assert memory.default_batch_size(_estimate(10**10)) == 1  # at least one
 
 
+def test_an_attack_left_to_choose_takes_the_default_for_its_samples(fake_gpu):
+    criterion = ReconstructionCriterion(_tiny_autoencoder())
+    assert MinMaxAttack(criterion, batch_size=3).resolve_batch_size(SHAPE) == 3
+    attack = MinMaxAttack(criterion, similarity=VIEWS["conv"])
+    assert attack.batch_size is None
+    fake_gpu.setenv(memory.GPU_MEMORY_ENV, "1GB")
+    per_sample = estimate_attack_memory(attack).bytes_per_sample
+    assert attack.resolve_batch_size(SHAPE) == 10**9 // per_sample == attack.batch_size
+    fake_gpu.undo()
+    cpu = MinMaxAttack(criterion, similarity=VIEWS["conv"])
+    assert cpu.resolve_batch_size(SHAPE) == 1
+
+
 def test_parse_bytes():
     assert memory.parse_bytes("40GB") == 40 * 10**9
     assert memory.parse_bytes("16GiB") == 16 * 2**30

@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from uae_tf import _validation
+from uae_tf.attacks import memory
 
 
 @dataclasses.dataclass
@@ -97,12 +98,15 @@ class Attack(abc.ABC):
     ``_run_batch(x, labels, indices)`` (one
     batch of numpy arrays to an :class:`AttackResult`) and, when it has a loop to
     compile, ``_attack_loop(*tensors)``, which it runs by ``_run_loop``. It may
-    override ``_build(input_shape)``, called on every call before the batches.
+    override ``_build(input_shape)``, called on every call before the batches, and
+    ``_memory_estimate(input_shape)``, from which the default batch size on a GPU
+    is chosen.
 
     Args:
         criterion: The attack's criterion: its ``model`` gives the expected sample
             shape and ``needs_labels`` whether labels are required.
-        batch_size: Samples per batch; ``None``: 32 with a GPU, else 1.
+        batch_size: Samples per batch; ``None``: chosen at the first call by
+            :meth:`resolve_batch_size`.
         seed: Seed of every random choice; sample i's depend on ``(seed, indices[i])``.
         jit_compile: ``True``, ``False`` or ``"auto"`` (XLA, falling back to graph
             mode with a warning when the model does not compile).
@@ -111,9 +115,8 @@ class Attack(abc.ABC):
 
     def __init__(self, criterion, batch_size, seed, jit_compile, verbose):
         self.criterion = criterion
-        if batch_size is None:
-            batch_size = _validation.default_batch_size()
-        self.batch_size = _validation.check_positive_int(batch_size, "batch_size")
+        self.batch_size = (None if batch_size is None
+                           else _validation.check_positive_int(batch_size, "batch_size"))
         self.seed = int(seed)
         if jit_compile not in (True, False, "auto"):
             raise ValueError(
@@ -169,7 +172,28 @@ class Attack(abc.ABC):
         """
         x, labels, indices = self._check_inputs(x, labels, indices)
         self._build(x.shape[1:])
-        return run_in_batches(self._run_batch, [x, labels, indices], self.batch_size, self.verbose)
+        batch_size = self.resolve_batch_size(x.shape[1:])
+        return run_in_batches(self._run_batch, [x, labels, indices], batch_size, self.verbose)
+
+    def resolve_batch_size(self, input_shape):
+        """Returns ``batch_size``, setting it first if it was left to the attack.
+
+        The default is :func:`uae_tf.attacks.memory.default_batch_size` of the
+        attack's memory estimate for samples of ``input_shape``: 1 on a CPU; on a
+        GPU as many samples as its free memory holds, up to 512 (32 when unknown).
+
+        Args:
+            input_shape: Shape of one sample.
+        """
+        if self.batch_size is None:
+            self._build(tuple(input_shape))
+            self.batch_size = memory.default_batch_size(
+                lambda: self._memory_estimate(tuple(input_shape)))
+        return self.batch_size
+
+    def _memory_estimate(self, input_shape):
+        """The attack's :class:`~uae_tf.attacks.memory.MemoryEstimate`, or ``None``."""
+        del input_shape
 
     def _build(self, input_shape):
         """Makes what depends on the samples' shape (nothing by default)."""
