@@ -1,5 +1,5 @@
-"""An attack's device memory: the estimate against the tensors the loop is given, and
-the default batch on a GPU.
+"""An attack's device memory: the estimate against the tensors the loop is given, the
+default batch on a GPU, and the halving of a batch that runs out of memory.
 
 The estimate against XLA's buffer assignment of the compiled loop is a benchmark
 (``bench/bench_memory.py --validate``): it compiles, which takes minutes here.
@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 from uae_tf.attacks import MinMaxAttack, PenaltyAttack, estimate_attack_memory, memory
+from uae_tf.attacks.base import AttackResult
 from uae_tf.criteria import ReconstructionCriterion
 
 SHAPE = (8, 8, 1)
@@ -129,3 +130,45 @@ def test_out_of_memory_errors_are_recognized():
     assert not memory.is_out_of_memory(tf.errors.InternalError(None, None, "CUDA error 700"))
     assert not memory.is_out_of_memory(tf.errors.InvalidArgumentError(None, None, "shapes"))
     assert not memory.is_out_of_memory(MemoryError())
+
+
+def _attack_running_out_above(limit, calls, error=tf.errors.ResourceExhaustedError):
+    """A MinMax attack whose batches of more than ``limit`` samples raise ``error``."""
+    attack = MinMaxAttack(ReconstructionCriterion(_tiny_autoencoder()), batch_size=4)
+
+    def run_batch(x, labels, indices):
+        calls.append(len(x))
+        if len(x) > limit:
+            raise error(None, None, "OOM when allocating tensor with shape[4,512]")
+        return AttackResult(x_adv=x, success=indices % 2 == 0, mi=indices.astype(np.float32),
+                            f=-indices.astype(np.float32), mi_history=x[:, :2, 0, 0],
+                            c_history=x[:, :2, 0, 0])
+
+    attack._run_batch = run_batch
+    return attack
+
+
+def test_a_batch_out_of_memory_is_halved_and_retried():
+    calls = []
+    attack = _attack_running_out_above(2, calls)
+    x = np.random.default_rng(0).uniform(size=(7, *SHAPE)).astype(np.float32)
+    with pytest.warns(UserWarning, match="out of device memory on a batch of 4 samples; "
+                                         "retrying them.*in batches of 2"):
+        result = attack(x, indices=np.arange(10, 17))
+    assert calls == [4, 2, 2, 2, 1]  # the next call's slice starts at the smaller size
+    assert attack.batch_size == 2
+    np.testing.assert_array_equal(result.x_adv, x)
+    np.testing.assert_array_equal(result.mi, np.arange(10, 17))
+
+
+def test_one_sample_out_of_memory_is_raised_and_other_errors_pass():
+    attack = _attack_running_out_above(0, [])
+    x = np.full((2, *SHAPE), 0.5, np.float32)
+    with pytest.warns(UserWarning, match="batch of 2 samples"), \
+            pytest.raises(tf.errors.ResourceExhaustedError, match="on a batch of one sample"):
+        attack(x)
+    calls = []
+    attack = _attack_running_out_above(0, calls, error=tf.errors.InvalidArgumentError)
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        attack(x)
+    assert calls == [2]

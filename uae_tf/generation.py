@@ -141,6 +141,8 @@ def generate(
         batch_size: Samples attacked at once, and per chunk file; does not change
             the results. Default: 1 on a CPU; on a GPU as many as its free memory
             holds (see :func:`uae_tf.attacks.estimate_attack_memory`), up to 512.
+            A batch that runs out of memory is halved and retried; the chunk in
+            flight is then made in smaller batches, and finished chunks stay.
         seed: Run seed.
         verbose: Show a progress bar.
         config: Extra JSON-serializable facts identifying the run (dataset, split,

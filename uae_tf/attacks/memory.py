@@ -5,7 +5,8 @@ state, so an attack's memory is a fixed part (the model's weights, the random
 view's projections) plus a part per sample. :func:`estimate_attack_memory`
 computes both from the model, the view and the settings;
 :func:`default_batch_size` divides a GPU's free memory by the part per sample;
-:func:`is_out_of_memory` tells out-of-memory errors from others.
+:func:`is_out_of_memory` tells the out-of-memory errors on which the attacks
+halve their batch and retry (:class:`~uae_tf.attacks.base.Attack`).
 
 The formula, in 4-byte words per sample (P: the statistics network's parameters;
 K views of V values each; D values per sample; T iterations, each drawing ``m + 1``
@@ -40,7 +41,8 @@ before the safety factor is 1.00-1.27 times it: 1.01 for the conv autoencoder's
 conv view on MNIST, 1.27 for its random view (XLA fuses the statistics network's
 activations more than counted), 1.11 for SimCLR's ResNet-18 stem on CIFAR-10 with
 50 pairs. ``safety = 1.25`` covers what XLA's GPU backend may lay out otherwise
-(its fusions and cuDNN's choices differ).
+(its fusions and cuDNN's choices differ); a batch that still runs out of memory is
+halved by the attack.
 
 Memory traffic per sample (the bandwidth floor of ``bench/``) counts, for each of
 the ``T*m`` Adam updates, 11 passes over theta (read forward and twice backward,
