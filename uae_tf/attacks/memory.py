@@ -202,14 +202,17 @@ def estimate_attack_memory(attack, input_shape=None):
             delta_step["similarity model"] = model_values
             traffic_per_iteration += 5 * kept
         updates = 0
-    to_bytes = lambda d: {k: BYTES_PER_VALUE * int(v) for k, v in d.items()}  # noqa: E731
-    traffic = BYTES_PER_VALUE * (updates * traffic_per_update + steps * traffic_per_iteration)
-    search_steps = getattr(attack, "search_steps", 1)
+    traffic = updates * traffic_per_update + steps * traffic_per_iteration
     return MemoryEstimate(
-        inputs=to_bytes(inputs), carried=to_bytes(carried), mine_step=to_bytes(mine_step),
-        delta_step=to_bytes(delta_step), fixed=to_bytes(fixed),
-        traffic=int(search_steps * traffic),
+        inputs=_bytes(inputs), carried=_bytes(carried), mine_step=_bytes(mine_step),
+        delta_step=_bytes(delta_step), fixed=_bytes(fixed),
+        traffic=BYTES_PER_VALUE * getattr(attack, "search_steps", 1) * int(traffic),
     )
+
+
+def _bytes(values):
+    """``{name: values}`` as ``{name: bytes}``."""
+    return {name: BYTES_PER_VALUE * int(v) for name, v in values.items()}
 
 
 def _network_activations(network):
