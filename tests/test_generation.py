@@ -9,10 +9,13 @@ import sys
 import threading
 import time
 
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from uae_tf import evaluation, generation, runs
+from uae_tf.attacks import MinMaxAttack
 from uae_tf.attacks.base import AttackResult
 
 TINY = dict(steps=3, similarity={"mine_steps": 2})
@@ -74,6 +77,41 @@ def test_resume_recomputes_only_missing_chunks_and_matches(run, conv_ae, tmp_pat
     generation.generate(conv_ae, x, copy, batch_size=1, verbose=False, **TINY)
     assert (copy / "chunks" / "00000000.npz").stat().st_mtime_ns == kept
     _assert_same_results(generation.load_results(out), generation.load_results(copy), conv_ae, x)
+
+
+def test_out_of_memory_halves_the_batch_and_keeps_finished_chunks(tmp_path, monkeypatch):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(1, 3, padding="same",
+                                                                          activation="sigmoid")])
+    x = np.random.default_rng(0).uniform(size=(4, 8, 8, 1)).astype(np.float32)
+    # Graph mode: XLA's compilations would take most of the test's time.
+    small = dict(view="random", steps=2, jit_compile=False,
+                 similarity={"mine_steps": 1, "num_projections": 4, "projection_dim": 4})
+    whole = generation.generate(model, x, tmp_path / "whole", batch_size=2, verbose=False,
+                                **small)
+    out = tmp_path / "halved"
+    shutil.copytree(tmp_path / "whole", out)
+    (out / "chunks" / "00000002.npz").unlink()
+    (out / "uae.npz").unlink()
+    kept = (out / "chunks" / "00000000.npz").stat().st_mtime_ns
+    batches = []
+    attack_batch = MinMaxAttack._run_batch
+
+    def out_of_memory_above_one(attack, x, labels, indices):
+        batches.append(indices.tolist())
+        if len(x) > 1:
+            raise tf.errors.ResourceExhaustedError(None, None, "Out of memory while trying "
+                                                   "to allocate 95554688 bytes.")
+        return attack_batch(attack, x, labels, indices)
+
+    monkeypatch.setattr(MinMaxAttack, "_run_batch", out_of_memory_above_one)
+    with pytest.warns(UserWarning, match="batch of 2 samples; retrying them"):
+        halved = generation.generate(model, x, out, batch_size=2, verbose=False, **small)
+    assert batches == [[2, 3], [2], [3]]  # chunk 0 was not attacked again
+    assert (out / "chunks" / "00000000.npz").stat().st_mtime_ns == kept
+    assert sorted(p.name for p in (out / "chunks").glob("*.npz")) == [
+        "00000000.npz", "00000002.npz"]  # the chunk layout of an uninterrupted run
+    _assert_same_results(whole, halved, model, x)
 
 
 def test_shards_in_any_order_add_up_to_the_whole_run(run, conv_ae, tmp_path):

@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 import autoencoders  # noqa: F401
 from uae_tf import datasets, distribution, evaluation, metrics, models, similarity, training
 from uae_tf.attacks import AttackResult, GaussianAugmentation, MinMaxAttack
-from uae_tf.attacks import PenaltyAttack, PGDAttack
+from uae_tf.attacks import MemoryEstimate, PenaltyAttack, PGDAttack, estimate_attack_memory
 from uae_tf.augmentation import ConventionalAugmentation, UAERegeneration, UAESequence
 from uae_tf.criteria import (
     ContrastiveCriterion,
@@ -67,6 +67,8 @@ __all__ = [
     "PenaltyAttack",
     "PGDAttack",
     "GaussianAugmentation",
+    "estimate_attack_memory",
+    "MemoryEstimate",
     "UAESequence",
     "UAERegeneration",
     "ConventionalAugmentation",

@@ -78,7 +78,10 @@ def add_quiet_argument(parser):
     parser.add_argument("--quiet", action="store_true", help=QUIET_HELP)
 
 
-def add_attack_batch_size_argument(parser, default="32 with a GPU, else 1"):
+_ATTACK_BATCH_SIZE_DEFAULT = "1 on a CPU; on a GPU as many as its free memory holds, up to 512"
+
+
+def add_attack_batch_size_argument(parser, default=_ATTACK_BATCH_SIZE_DEFAULT):
     """Adds ``--attack-batch-size``: samples attacked at once (results do not depend on it)."""
     parser.add_argument(
         "--attack-batch-size", type=int_at_least(1), metavar="B",

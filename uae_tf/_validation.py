@@ -78,15 +78,3 @@ def check_positive_float(value, name, upper=None):
         raise ValueError(f"{name} must be {bound}. Received: {name}={value!r}")
     return value
 
-
-def default_batch_size():
-    """Samples attacked at once when the caller does not say: 32 with a GPU, else 1.
-
-    Every sample has its own statistics network, so a batch adds no arithmetic
-    intensity; it only helps where the device runs the batched matmuls in parallel.
-    On a CPU, XLA runs them with less parallelism than one sample's matmul, and
-    batch 1 is fastest (see ``bench/README.md``).
-    """
-    import tensorflow as tf
-
-    return 32 if tf.config.list_physical_devices("GPU") else 1

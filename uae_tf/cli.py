@@ -409,8 +409,8 @@ def _add_generate_parser(subparsers):
         "resumes; a different configuration into the same DIR is refused.",
         "  uae generate --model runs/conv-mnist5k --dataset mnist5k --limit 200 \\\n"
         "      --preset fast --out runs/uae\n"
-        "  uae generate --model runs/conv-mnist5k --dataset mnist5k --attack-batch-size 32 \\\n"
-        "      --out runs/uae-paper   # the paper's settings, on a GPU\n"
+        "  uae generate --model runs/conv-mnist5k --dataset mnist5k \\\n"
+        "      --out runs/uae-paper   # the paper's settings; on a GPU, batches that fill it\n"
         "  uae generate --model runs/conv-mnist5k --dataset mnist5k --method gaussian \\\n"
         "      --sigma 0.01 --out runs/ga-0.01\n"
         "  uae generate --model runs/conv-mnist5k --dataset mnist5k --shard 0/4 \\\n"

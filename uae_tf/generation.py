@@ -138,8 +138,11 @@ def generate(
         preset: ``"paper"`` or ``"fast"`` (see :mod:`uae_tf.presets`); unused by
             ``"gaussian"``.
         view: ``"auto"``, ``"conv"`` or ``"random"`` (``"mine"`` only).
-        batch_size: Samples attacked at once; does not change the results.
-            Default 32 with a GPU, else 1.
+        batch_size: Samples attacked at once, and per chunk file; does not change
+            the results. Default: 1 on a CPU; on a GPU as many as its free memory
+            holds (see :func:`uae_tf.attacks.estimate_attack_memory`), up to 512.
+            A batch that runs out of memory is halved and retried; the chunk in
+            flight is then made in smaller batches, and finished chunks stay.
         seed: Run seed.
         verbose: Show a progress bar.
         config: Extra JSON-serializable facts identifying the run (dataset, split,
@@ -193,13 +196,12 @@ def generate(
         attack = StartOnly(criterion, batch_size=batch_size or 256, seed=seed, **attack_kwargs)
         preset = None
     else:
-        if batch_size is None:
-            batch_size = _validation.default_batch_size()
         settings = get_preset(preset)
         similarity = {**settings["similarity"], **attack_kwargs.pop("similarity", {}), "view": view}
         settings.update(attack_kwargs, similarity=similarity if method == "mine" else "l2")
         attack = MinMaxAttack(criterion, batch_size=batch_size, seed=seed, verbose=False,
                               **settings)
+        batch_size = attack.resolve_batch_size(x.shape[1:])
     run_config = {
         **(config or {}),
         "method": method,

@@ -1,5 +1,6 @@
-"""What every attack returns, and the base they share: input checks, batching,
-the compiled loop with its XLA fallback, and ``repr``."""
+"""What every attack returns, and the base they share: input checks, batching
+(halving the batch on out-of-memory errors), the compiled loop with its XLA
+fallback, and ``repr``."""
 
 import abc
 import dataclasses
@@ -10,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from uae_tf import _validation
+from uae_tf.attacks import memory
 
 
 @dataclasses.dataclass
@@ -97,12 +99,16 @@ class Attack(abc.ABC):
     ``_run_batch(x, labels, indices)`` (one
     batch of numpy arrays to an :class:`AttackResult`) and, when it has a loop to
     compile, ``_attack_loop(*tensors)``, which it runs by ``_run_loop``. It may
-    override ``_build(input_shape)``, called on every call before the batches.
+    override ``_build(input_shape)``, called on every call before the batches, and
+    ``_memory_estimate(input_shape)``, from which the default batch size on a GPU
+    is chosen.
 
     Args:
         criterion: The attack's criterion: its ``model`` gives the expected sample
             shape and ``needs_labels`` whether labels are required.
-        batch_size: Samples per batch; ``None``: 32 with a GPU, else 1.
+        batch_size: Samples per batch; ``None``: chosen at the first call by
+            :meth:`resolve_batch_size`. A batch that runs out of device memory is
+            halved and retried, and the attack keeps the smaller size.
         seed: Seed of every random choice; sample i's depend on ``(seed, indices[i])``.
         jit_compile: ``True``, ``False`` or ``"auto"`` (XLA, falling back to graph
             mode with a warning when the model does not compile).
@@ -111,9 +117,8 @@ class Attack(abc.ABC):
 
     def __init__(self, criterion, batch_size, seed, jit_compile, verbose):
         self.criterion = criterion
-        if batch_size is None:
-            batch_size = _validation.default_batch_size()
-        self.batch_size = _validation.check_positive_int(batch_size, "batch_size")
+        self.batch_size = (None if batch_size is None
+                           else _validation.check_positive_int(batch_size, "batch_size"))
         self.seed = int(seed)
         if jit_compile not in (True, False, "auto"):
             raise ValueError(
@@ -169,7 +174,63 @@ class Attack(abc.ABC):
         """
         x, labels, indices = self._check_inputs(x, labels, indices)
         self._build(x.shape[1:])
-        return run_in_batches(self._run_batch, [x, labels, indices], self.batch_size, self.verbose)
+        batch_size = self.resolve_batch_size(x.shape[1:])
+        return run_in_batches(self._run_batch_or_halve, [x, labels, indices], batch_size,
+                              self.verbose)
+
+    def resolve_batch_size(self, input_shape):
+        """Returns ``batch_size``, setting it first if it was left to the attack.
+
+        The default is :func:`uae_tf.attacks.memory.default_batch_size` of the
+        attack's memory estimate for samples of ``input_shape``: 1 on a CPU; on a
+        GPU as many samples as its free memory holds, up to 512 (32 when unknown).
+
+        Args:
+            input_shape: Shape of one sample.
+        """
+        if self.batch_size is None:
+            self._build(tuple(input_shape))
+            self.batch_size = memory.default_batch_size(
+                lambda: self._memory_estimate(tuple(input_shape)))
+        return self.batch_size
+
+    def _memory_estimate(self, input_shape):
+        """The attack's :class:`~uae_tf.attacks.memory.MemoryEstimate`, or ``None``."""
+        del input_shape
+
+    def _run_batch_or_halve(self, x, labels, indices):
+        """``_run_batch`` in slices of ``batch_size``, halving it on out-of-memory errors.
+
+        A slice that runs out of device memory is retried in two halves, and
+        ``batch_size`` stays halved for the slices and calls that follow; results
+        do not depend on it. At one sample the error is raised again, saying so.
+        """
+        results, start, n = [], 0, len(x)
+        while start < n:
+            stop = min(start + self.batch_size, n)
+            try:
+                results.append(self._run_batch(
+                    x[start:stop], None if labels is None else labels[start:stop],
+                    indices[start:stop]))
+            except tf.errors.OpError as error:
+                if not memory.is_out_of_memory(error):
+                    raise
+                if stop - start == 1:
+                    raise type(error)(
+                        error.node_def, error.op,
+                        f"{type(self).__name__} ran out of device memory on a batch of one "
+                        "sample; it needs a device with more memory (see "
+                        f"uae_tf.attacks.estimate_attack_memory). ({error.message})",
+                    ) from error
+                self.batch_size = (stop - start) // 2
+                warnings.warn(
+                    f"{type(self).__name__} ran out of device memory on a batch of "
+                    f"{stop - start} samples; retrying them, and attacking from now on, in "
+                    f"batches of {self.batch_size}. Results do not depend on the batch size."
+                )
+                continue
+            start = stop
+        return AttackResult.concatenate(results)
 
     def _build(self, input_shape):
         """Makes what depends on the samples' shape (nothing by default)."""

@@ -4,6 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from uae_tf import _seeds, _validation
+from uae_tf.attacks import memory
 from uae_tf.attacks._iteration import BestSoFar, IterationStep, glorot_radius
 from uae_tf.attacks.base import Attack, AttackResult
 
@@ -76,7 +77,9 @@ class MinMaxAttack(Attack):
             the published autoencoder attacks: 0.25; the published SimCLR attack:
             0.5, which lets c grow faster).
         batch_size: Samples attacked together; results do not depend on it.
-            Default 32 when a GPU is visible, else 1 (fastest on a CPU).
+            Default 1 on a CPU (fastest there); on a GPU as many as its free
+            memory holds (:func:`~uae_tf.attacks.estimate_attack_memory`), up to
+            512. A batch that runs out of memory is halved and retried.
         seed: Seed of every random choice (networks, permutations, projections).
         jit_compile: Compile the attack loop with XLA (fuses the per-sample Adam
             updates, about 2x faster on a CPU). ``"auto"`` falls back to plain
@@ -142,6 +145,9 @@ class MinMaxAttack(Attack):
 
     def _build(self, input_shape):
         self._step.build(input_shape, self.seed)
+
+    def _memory_estimate(self, input_shape):
+        return memory.estimate_attack_memory(self, input_shape)
 
     def _run_batch(self, x, labels, indices):
         x = tf.constant(x)

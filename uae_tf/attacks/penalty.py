@@ -4,6 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from uae_tf import _seeds, _validation
+from uae_tf.attacks import memory
 from uae_tf.attacks._iteration import BestSoFar, IterationStep
 from uae_tf.attacks.base import Attack, AttackResult
 
@@ -101,6 +102,8 @@ class PenaltyAttack(Attack):
         upper_bound: Initial ub, and the value below which ub counts as found
             (paper: 1e9).
         batch_size: Samples attacked together; results do not depend on it.
+            Default as :class:`MinMaxAttack`'s: 1 on a CPU, from the free memory
+            on a GPU; halved and retried when it runs out of memory.
         seed: Seed of every random choice.
         jit_compile: Compile each search step's loop with XLA (``"auto"`` falls
             back to graph mode when the model does not compile).
@@ -168,6 +171,9 @@ class PenaltyAttack(Attack):
 
     def _build(self, input_shape):
         self._step.build(input_shape, self.seed)
+
+    def _memory_estimate(self, input_shape):
+        return memory.estimate_attack_memory(self, input_shape)
 
     def _prepare_batch(self, x, labels, indices, search_step):
         """Reference, delta_0 and the similarity's fresh state of one search step (no XLA)."""

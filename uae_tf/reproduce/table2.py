@@ -49,7 +49,7 @@ import numpy as np
 from uae_tf import datasets, metrics
 from uae_tf._argtypes import add_attack_batch_size_argument, int_at_least
 from uae_tf._io import write_npz_atomic
-from uae_tf._validation import default_batch_size
+from uae_tf.attacks.memory import default_batch_size
 from uae_tf.attacks import MinMaxAttack
 from uae_tf.criteria import MarginCriterion
 from uae_tf.models.classifiers import predict_labels
@@ -121,8 +121,8 @@ def run_table2(
             ``"classifier"``, ``"inception"`` or the path of a ``.keras`` feature
             model (see the module docstring).
         attack_batch_size: Samples attacked at once; does not change the results.
-            Default: the attacks' (32 with a GPU, else 1), and at least 16 for the
-            random view.
+            Default: the attacks' for the conv view (1 on a CPU, from the free
+            memory on a GPU), and 16 on a CPU or 32 on a GPU for the random view.
         seed: Seed of the classifier and of the attacks.
         verbose: Print progress.
 
@@ -265,7 +265,8 @@ def add_arguments(parser):
         "(default: auto, inception on cifar10 and classifier otherwise)",
     )
     add_attack_batch_size_argument(
-        parser, default="32 with a GPU, else 1 for the conv view and 16 for the random view"
+        parser, default="the attack's for the conv view (1 on a CPU, from the free memory on "
+        "a GPU); 16 on a CPU, 32 on a GPU for the random view"
     )
     _supervised.add_run_arguments(parser, seed_of="the classifier and of the attacks")
 
