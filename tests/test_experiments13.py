@@ -209,8 +209,9 @@ def test_second_run_report_resume_and_refusal(tmp_path, no_xla, capsys):
 # -- adversarial-training --------------------------------------------------------------
 
 ADVERSARIAL = ["reproduce", "adversarial-training", "--limit", "16", "--n", "1",
-               "--epsilons", "0.1,0.4", "--classifier-epochs", "1", "--autoencoder-epochs",
-               "1", "--steps", "2", "--train-steps", "2"]
+               "--epsilons", "0.1,0.4", "--classifier-epochs", "2", "--clean-epochs", "1",
+               "--ramp-epochs", "1", "--autoencoder-epochs", "1", "--steps", "2",
+               "--train-steps", "2"]
 
 
 @pytest.mark.slow
@@ -227,6 +228,11 @@ def test_adversarial_training_report_resume_and_refusal(tmp_path, no_xla, capsys
     record = json.loads((tmp_path / "adv_uae" / "train.json").read_text())
     assert record["config"]["adversary"]["attack"] == "PGDAttack"
     assert record["config"]["n_train"] == 32
+    assert record["config"]["adversary_schedule"] == {"clean_epochs": 1, "ramp_epochs": 1}
+    assert report["config"]["adversary_schedule"]["adv"] == {"clean_epochs": 2, "ramp_epochs": 2}
+    at_chance = [name for name, facts in report["config"]["classifiers"].items()
+                 if facts["test_accuracy"] <= 0.15]
+    assert len(report["warnings"]) == len(at_chance)
     pgd = json.loads((tmp_path / "pgd" / "adv" / "eps_0.4" / "config.json").read_text())
     assert pgd["config"]["attack"]["step_size"] == pytest.approx(2.5 * 0.4 / 100)
     assert "Adv. training-UAE" in (tmp_path / "report.md").read_text()
@@ -235,3 +241,5 @@ def test_adversarial_training_report_resume_and_refusal(tmp_path, no_xla, capsys
     assert code == 0
     code, _, err = _run([*ADVERSARIAL[:-1], "3"], tmp_path, capsys)
     assert code == 1 and "adversary.steps" in err
+    code, _, err = _run([*ADVERSARIAL, "--clean-epochs", "2"], tmp_path, capsys)
+    assert code == 1 and "clean_epochs" in err

@@ -2,18 +2,21 @@
 PGD, and ``uae reproduce table3`` on tiny settings."""
 
 import contextlib
+import functools
 import io
 import json
 
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
+from uae_tf import datasets
 from uae_tf.attacks import MinMaxAttack, PenaltyAttack, PGDAttack
 from uae_tf.attacks.penalty import binary_search_update
 from uae_tf.cli import main
 from uae_tf.criteria import MarginCriterion
-from uae_tf.models import build_classifier
+from uae_tf.models import AdversarialTraining, build_classifier, train_classifier
 from uae_tf.runs import ConfigMismatchError
 
 # A small random view keeps the MINE networks tiny, so the attacks run in seconds.
@@ -207,6 +210,45 @@ def test_targeted_penalty_attack_reaches_the_target(classifier, correct):
     predicted = _predict(classifier, result.x_adv)
     assert result.success.any()
     np.testing.assert_array_equal(predicted[result.success], targets[result.success])
+
+
+def test_pgd_perturb_at_a_smaller_epsilon_scales_the_step(classifier, correct):
+    # perturb(epsilon=e) is the attack at e: the ball shrinks and the step scales,
+    # so it matches a PGDAttack built at e from the same start.
+    x, y = correct
+    full = PGDAttack(classifier, epsilon=0.2, steps=5, loss="crossentropy")
+    half = PGDAttack(classifier, epsilon=0.1, steps=5, loss="crossentropy")
+    x, y = tf.constant(x), tf.constant(y)
+    scheduled = full.perturb(x, y, epsilon=tf.constant(0.1)).numpy()
+    np.testing.assert_allclose(scheduled, half.perturb(x, y).numpy(), atol=1e-6)
+    assert np.abs(scheduled - x.numpy()).max() <= 0.1 + 1e-6
+    assert np.abs(scheduled - x.numpy()).max() > 0.05
+
+
+def test_adversarial_training_epsilon_schedule(classifier):
+    attack = PGDAttack(classifier, epsilon=0.3, steps=1)
+    trainer = AdversarialTraining(classifier, attack, clean_steps=4, ramp_steps=3)
+    epsilons = [float(trainer.epsilon_at(step)) for step in range(9)]
+    np.testing.assert_allclose(epsilons, [0, 0, 0, 0, 0.1, 0.2, 0.3, 0.3, 0.3], atol=1e-6)
+    at_once = AdversarialTraining(classifier, attack)
+    assert float(at_once.epsilon_at(0)) == pytest.approx(0.3)
+    with pytest.raises(ValueError, match="ramp_steps"):
+        AdversarialTraining(classifier, attack, ramp_steps=-1)
+
+
+def test_adversarial_training_clean_epochs_train_on_clean_batches():
+    # All epochs clean: the same SGD steps on the same batches as plain training.
+    x, y = datasets.load("mnist5k", "train")
+    settings = dict(epochs=1, batch_size=32, limit=64, x=x, y=y, verbose=0)
+    plain, _ = train_classifier("mnist5k", **settings)
+    adversary = functools.partial(PGDAttack, epsilon=0.3, steps=2, loss="crossentropy",
+                                  random_start=True)
+    clean, record = train_classifier("mnist5k", adversary=adversary, clean_epochs=1, **settings)
+    assert record["config"]["adversary_schedule"] == {"clean_epochs": 1, "ramp_epochs": 0}
+    for a, b in zip(plain.get_weights(), clean.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-4 * max(1.0, np.abs(a).max()))
+    with pytest.raises(ValueError, match="adversary=None"):
+        train_classifier("mnist5k", clean_epochs=1, **settings)
 
 
 def test_pgd_rejects_bad_settings(classifier, correct):

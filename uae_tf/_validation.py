@@ -53,11 +53,16 @@ def check_choice(value, choices, name):
     return value
 
 
+def check_non_negative_int(value, name):
+    """Returns ``value`` as int, or raises a ValueError naming it unless it is an integer >= 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0. Received: {name}={value!r}")
+    return int(value)
+
+
 def check_seed(seed, name="seed"):
     """Returns ``seed`` as int, or raises a ValueError naming it unless it is an integer >= 0."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"{name} must be an integer >= 0. Received: {name}={seed!r}")
-    return int(seed)
+    return check_non_negative_int(seed, name)
 
 
 def check_positive_int(value, name):

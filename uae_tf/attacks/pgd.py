@@ -105,7 +105,8 @@ class PGDAttack(Attack):
     def _run_batch(self, x, labels, indices):
         x, labels = tf.constant(x), tf.constant(labels)
         x_adv = self._start(x, tf.constant(indices)) if self.random_start else x
-        x_adv = self._run_loop(x, x_adv, labels)
+        x_adv = self._run_loop(x, x_adv, labels, tf.constant(self.epsilon, tf.float32),
+                               tf.constant(self.step_size, tf.float32))
         logits = self._predict(x_adv).numpy()
         predicted = np.argmax(logits, axis=-1)
         labels = labels.numpy()
@@ -120,7 +121,7 @@ class PGDAttack(Attack):
             c_history=np.zeros((n, 0), np.float32),
         )
 
-    def perturb(self, x, labels, start=None):
+    def perturb(self, x, labels, start=None, epsilon=None):
         """The last PGD iterate from ``start``, as a tensor: the inner maximization of
         adversarial training (Madry et al.).
 
@@ -132,14 +133,19 @@ class PGDAttack(Attack):
             labels: ``[B]`` integer labels (targets when ``targeted``).
             start: ``[B, ...]`` the first iterate (default ``x``), for example ``x``
                 plus uniform noise in the epsilon ball; projected onto it first.
+            epsilon: Optional bound (a float or scalar tensor, e.g. of an epsilon
+                schedule) used instead of the attack's; the step size scales with it,
+                ``step_size * epsilon / self.epsilon``, so the path is the same shape.
 
         Returns:
             ``[B, ...]`` float32 tensor within ``epsilon`` of ``x`` and in [0, 1].
         """
-        low = tf.maximum(x - self.epsilon, 0.0)
-        high = tf.minimum(x + self.epsilon, 1.0)
+        epsilon = tf.cast(self.epsilon if epsilon is None else epsilon, tf.float32)
+        step_size = self.step_size * epsilon / self.epsilon
+        low = tf.maximum(x - epsilon, 0.0)
+        high = tf.minimum(x + epsilon, 1.0)
         x_adv = x if start is None else tf.clip_by_value(start, low, high)
-        return self._perturb_loop(x, x_adv, labels)
+        return self._perturb_loop(x, x_adv, labels, epsilon, step_size)
 
     def _logits(self, x):
         return self.model(x, training=False)
@@ -161,14 +167,14 @@ class PGDAttack(Attack):
         xent = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
         return xent if self.targeted else -xent
 
-    def _attack_loop(self, x, x_adv, labels):
-        low, high = tf.maximum(x - self.epsilon, 0.0), tf.minimum(x + self.epsilon, 1.0)
+    def _attack_loop(self, x, x_adv, labels, epsilon, step_size):
+        low, high = tf.maximum(x - epsilon, 0.0), tf.minimum(x + epsilon, 1.0)
         for _ in tf.range(self.steps):
             with tf.GradientTape() as tape:
                 tape.watch(x_adv)
                 objective = tf.reduce_sum(self._objective(x_adv, labels))
             grad = tape.gradient(objective, x_adv)
-            x_adv = tf.clip_by_value(x_adv - self.step_size * tf.sign(grad), low, high)
+            x_adv = tf.clip_by_value(x_adv - step_size * tf.sign(grad), low, high)
         return x_adv
 
 

@@ -35,12 +35,19 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from autoencoders._common import check_input_shape, kernel_initializer
 from uae_tf import datasets
 from uae_tf._batches import shuffled_batches
 from uae_tf._io import write_json_atomic
-from uae_tf._validation import check_choice, check_images, check_positive_int, check_seed
+from uae_tf._validation import (
+    check_choice,
+    check_images,
+    check_non_negative_int,
+    check_positive_int,
+    check_seed,
+)
 from uae_tf.runs import MODEL_FILE, RECORD_FILE, versions
 from uae_tf.training import _save_model_atomic
 
@@ -156,6 +163,8 @@ def train_classifier(
     x=None,
     y=None,
     adversary=None,
+    clean_epochs=0,
+    ramp_epochs=0,
 ):
     """Trains the Carlini-Wagner classifier on a dataset's train split.
 
@@ -189,6 +198,11 @@ def train_classifier(
             al.'s MNIST setting): every batch replaced by the attack's examples
             against the model being trained. The attack's ``get_config()`` is
             recorded as ``config.adversary``.
+        clean_epochs: With ``adversary``, train the first ``clean_epochs`` epochs on
+            the clean batches (default 0; see :class:`AdversarialTraining`).
+        ramp_epochs: With ``adversary``, then grow epsilon linearly from 0 to the
+            attack's over ``ramp_epochs`` epochs (default 0: the full epsilon at
+            once). Both are recorded as ``config.adversary_schedule``.
 
     Returns:
         ``(model, record)``: the trained classifier (logits) and the dict written to
@@ -199,7 +213,8 @@ def train_classifier(
 
     Raises:
         ValueError: for an unknown ``dataset``, images smaller than 16x16, or an
-            invalid ``epochs``, ``batch_size``, ``seed``, ``limit``, ``x`` or ``y``.
+            invalid ``epochs``, ``batch_size``, ``seed``, ``limit``, ``x``, ``y``,
+            ``clean_epochs`` or ``ramp_epochs`` (non-zero without ``adversary``).
         uae_tf.datasets.DatasetUnavailableError: if the dataset is neither cached nor
             downloadable.
 
@@ -216,6 +231,14 @@ def train_classifier(
     seed = check_seed(seed)
     if limit is not None:
         limit = check_positive_int(limit, "limit")
+    schedule = {"clean_epochs": check_non_negative_int(clean_epochs, "clean_epochs"),
+                "ramp_epochs": check_non_negative_int(ramp_epochs, "ramp_epochs")}
+    if adversary is None and any(schedule.values()):
+        raise ValueError(
+            f"clean_epochs and ramp_epochs schedule adversarial training; pass an adversary "
+            f"too. Received: clean_epochs={clean_epochs!r}, ramp_epochs={ramp_epochs!r}, "
+            "adversary=None"
+        )
     if (x is None) != (y is None):
         raise ValueError("x and y go together: pass both training images and labels, or neither.")
     if out is not None:
@@ -238,11 +261,13 @@ def train_classifier(
         )
     num_classes = int(max(y.max(), y_test.max())) + 1
     model = build_classifier(x.shape[1:], num_classes=max(num_classes, 2), seed=seed)
+    data, steps_per_epoch = shuffled_batches(x, y, batch_size=batch_size, seed=seed)
     trained, attack = model, None
     if adversary is not None:
         attack = adversary(model)
-        trained = AdversarialTraining(model, attack, seed=seed)
-    data, steps_per_epoch = shuffled_batches(x, y, batch_size=batch_size, seed=seed)
+        trained = AdversarialTraining(
+            model, attack, seed=seed, clean_steps=schedule["clean_epochs"] * steps_per_epoch,
+            ramp_steps=schedule["ramp_epochs"] * steps_per_epoch)
     start = time.perf_counter()
     history = trained.fit(data, steps_per_epoch=steps_per_epoch, epochs=epochs, shuffle=False,
                           verbose=verbose)
@@ -270,6 +295,7 @@ def train_classifier(
     }
     if attack is not None:
         record["config"]["adversary"] = attack.get_config()
+        record["config"]["adversary_schedule"] = schedule
     if out is not None:
         _save_model_atomic(model, out / MODEL_FILE)
         write_json_atomic(out / RECORD_FILE, record)
@@ -287,31 +313,53 @@ class AdversarialTraining(keras.Model):
     not trained on. Compiled like :func:`build_classifier`, without XLA (on a CPU
     XLA's convolution gradients are slower than TensorFlow's kernels).
 
+    An optional epsilon schedule (not in Madry et al., who train from the start at
+    the full epsilon for 100,000 steps): the first ``clean_steps`` optimizer steps
+    train on the clean batch, and epsilon then grows linearly to the attack's over
+    ``ramp_steps`` steps (the step size in proportion). A short training at the full
+    epsilon from random weights can stay at chance (the loss stuck at log 10);
+    a clean start and a ramp avoid that (the curriculum of Gowal et al., 2018, and
+    Cai et al., 2018).
+
     Args:
         classifier: A classifier returning logits (the one the attack attacks).
-        attack: An object with ``perturb(x, labels, start)``, ``epsilon`` and
+        attack: An object with ``perturb(x, labels, start, epsilon)``, ``epsilon`` and
             ``random_start``, e.g. a :class:`uae_tf.PGDAttack` of ``classifier``.
         seed: Seed of the random starts.
+        clean_steps: Optimizer steps on clean batches first (default 0).
+        ramp_steps: Optimizer steps over which epsilon then grows linearly from 0
+            to ``attack.epsilon`` (default 0: the full epsilon at once).
     """
 
-    def __init__(self, classifier, attack, seed=0, **kwargs):
+    def __init__(self, classifier, attack, seed=0, clean_steps=0, ramp_steps=0, **kwargs):
         super().__init__(**kwargs)
         self.classifier = classifier
         self.attack = attack
+        self.clean_steps = check_non_negative_int(clean_steps, "clean_steps")
+        self.ramp_steps = check_non_negative_int(ramp_steps, "ramp_steps")
         self.starts = keras.random.SeedGenerator(seed)
         self.compile(**_compile_arguments(), jit_compile=False)
 
     def call(self, x, training=False):
         return self.classifier(x, training=training)
 
+    def epsilon_at(self, step):
+        """The training epsilon at optimizer step ``step`` (0-based), as a float32 tensor."""
+        step = tf.cast(step, tf.float32) - self.clean_steps
+        fraction = tf.clip_by_value((step + 1.0) / max(self.ramp_steps, 1), 0.0, 1.0)
+        return tf.where(step < 0, 0.0, self.attack.epsilon * fraction)
+
     def train_step(self, data):
         x, y = data
-        start = None
-        if self.attack.random_start:
-            epsilon = self.attack.epsilon
-            start = x + keras.random.uniform(keras.ops.shape(x), -epsilon, epsilon,
-                                             seed=self.starts)
-        x_adv = keras.ops.stop_gradient(self.attack.perturb(x, y, start=start))
+        epsilon = self.epsilon_at(self.optimizer.iterations)
+        # Drawn at every step, so the draws do not depend on the schedule.
+        noise = keras.random.uniform(keras.ops.shape(x), -1.0, 1.0, seed=self.starts)
+
+        def adversarial():
+            start = x + epsilon * noise if self.attack.random_start else None
+            return self.attack.perturb(x, y, start=start, epsilon=epsilon)
+
+        x_adv = keras.ops.stop_gradient(tf.cond(epsilon > 0, adversarial, lambda: x))
         return super().train_step((x_adv, y))
 
 

@@ -131,7 +131,8 @@ def add_run_arguments(parser, seed_of):
 
 
 def classifier(out, model=None, dataset="mnist5k", epochs=None, seed=0, data_dir=None,
-               verbose=0, name=CLASSIFIER_DIR, x=None, y=None, adversary=None):
+               verbose=0, name=CLASSIFIER_DIR, x=None, y=None, adversary=None,
+               schedule=None):
     """Returns ``(model, facts)``: the classifier to attack and what identifies it.
 
     Args:
@@ -149,6 +150,8 @@ def classifier(out, model=None, dataset="mnist5k", epochs=None, seed=0, data_dir
         y: Their labels.
         adversary: ``None``, or keyword arguments of :class:`uae_tf.PGDAttack` for
             adversarial training (see :func:`uae_tf.models.train_classifier`).
+        schedule: With ``adversary``, optional keyword arguments ``clean_epochs``
+            and ``ramp_epochs`` of :func:`uae_tf.models.train_classifier`.
 
     Returns:
         The model and a JSON-serializable dict: ``path``, ``sha256`` of the
@@ -164,6 +167,7 @@ def classifier(out, model=None, dataset="mnist5k", epochs=None, seed=0, data_dir
                   "train_sha256": None if x is None else array_sha256(x, y)}
         if adversary is not None:
             config["adversary"] = adversary
+            config["adversary_schedule"] = schedule = dict(schedule or {})
         train_once(
             path,
             config,
@@ -171,6 +175,7 @@ def classifier(out, model=None, dataset="mnist5k", epochs=None, seed=0, data_dir
                 dataset, epochs=epochs, seed=seed, out=directory, data_dir=data_dir,
                 verbose=verbose, x=x, y=y,
                 adversary=None if adversary is None else functools.partial(PGDAttack, **adversary),
+                **(schedule or {}),
             ),
         )
     else:
