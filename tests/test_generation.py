@@ -252,8 +252,10 @@ def test_cli_generate_resumes_after_kill(conv_ae, tmp_path):
     model_dir = tmp_path / "model"
     model_dir.mkdir()
     conv_ae.save(model_dir / "model.keras")
+    # Four one-sample chunks of the random view (about a second each on 2 cores):
+    # killed within 0.2 s of the first chunk landing, before the last.
     common = ["generate", "--model", str(model_dir), "--dataset", "mnist5k", "--limit", "4",
-              "--preset", "fast", "--attack-batch-size", "1", "--quiet"]
+              "--preset", "fast", "--view", "random", "--attack-batch-size", "1", "--quiet"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     killed = tmp_path / "killed"
     proc = subprocess.Popen(_cli(*common, "--out", str(killed)), env=env,
