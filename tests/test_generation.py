@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 
+import autoencoders
 from uae_tf import evaluation, generation, runs
 from uae_tf.attacks.base import AttackResult
 
@@ -169,6 +170,15 @@ def test_engine_pieces_write_what_attack_in_chunks_writes(tmp_path):
         p.name for p in (tmp_path / "whole").glob("chunks/*.npz"))
     for key in ("x_adv", "success", "mi", "f", "mi_history", "c_history"):
         np.testing.assert_array_equal(getattr(merged, key), getattr(whole, key))
+
+
+def test_start_and_gaussian_default_to_batches_of_256(tmp_path):
+    model = autoencoders.reconstruction_model(autoencoders.build("dense", (28, 28, 1), seed=0))
+    x = np.random.default_rng(0).random((3, 28, 28, 1), dtype=np.float32)
+    for method in ("start", "gaussian"):
+        made = generation.generate(model, x, tmp_path / method, method=method, verbose=False)
+        assert len(made) == 3
+        assert [p.name for p in (tmp_path / method / "chunks").iterdir()] == ["00000000.npz"]
 
 
 def test_only_one_of_several_concurrent_configs_is_kept(tmp_path):

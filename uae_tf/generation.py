@@ -190,7 +190,8 @@ def generate(
                 f"method='start' takes only initial_perturbation and epsilon. Received: "
                 f"{sorted(unknown)}"
             )
-        attack = StartOnly(criterion, batch_size=batch_size or 256, seed=seed, **attack_kwargs)
+        batch_size = batch_size or 256
+        attack = StartOnly(criterion, batch_size=batch_size, seed=seed, **attack_kwargs)
         preset = None
     else:
         if batch_size is None:
