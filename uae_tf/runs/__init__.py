@@ -10,7 +10,7 @@ results in a directory that carries the config that made them:
   chunk by chunk, resumed after a kill to what an uninterrupted run gives, and
   split into shards (:func:`shard_positions`) that run anywhere at once; its
   pieces (:func:`pending_chunks`, :func:`attack_chunk`, :func:`merge_chunks`) are
-  what other engines run, writing the same files;
+  what :mod:`uae_tf.runs.ray_engine` runs on Ray actors, writing the same files;
 * :func:`train_once` trains a model into its directory once and reuses it while
   its config holds;
 * :func:`file_sha256` and :func:`array_sha256` identify inputs and results;
@@ -28,6 +28,7 @@ from uae_tf.runs.chunks import (
 from uae_tf.runs.config import ConfigMismatchError, attack_config, check_config, read_json
 from uae_tf.runs.hashes import array_sha256, file_sha256
 from uae_tf.runs.models import MODEL_FILE, RECORD_FILE, model_file, train_once
+from uae_tf.runs import ray_engine
 
 __all__ = [
     "ConfigMismatchError",
@@ -39,6 +40,7 @@ __all__ = [
     "pending_chunks",
     "attack_chunk",
     "merge_chunks",
+    "ray_engine",
     "train_once",
     "model_file",
     "MODEL_FILE",

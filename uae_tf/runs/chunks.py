@@ -23,7 +23,8 @@ Engines: :func:`attack_in_chunks` is the local engine, one process. Its pieces a
 public so that other engines run the same code on the same files:
 :func:`pending_chunks` (open the run, list the chunks to attack), :func:`attack_chunk`
 (attack one and write its file, idempotently) and :func:`merge_chunks` (the whole
-result once every sample is done).
+result once every sample is done). :mod:`uae_tf.runs.ray_engine` runs the chunks on
+Ray actors.
 """
 
 import time
@@ -47,7 +48,8 @@ def attack_in_chunks(attack, x, out, config, chunk_size, indices=None, labels=No
     """Runs ``attack`` on ``x`` chunk by chunk, resuming from the chunks in ``out``.
 
     The local engine: :func:`pending_chunks`, then :func:`attack_chunk` on each, then
-    :func:`merge_chunks`, in this process.
+    :func:`merge_chunks`, in this process. :func:`uae_tf.runs.ray_engine.attack_on_ray`
+    runs the same pieces on Ray actors.
 
     Args:
         attack: A callable ``attack(x, labels=..., indices=...) -> AttackResult``.
@@ -98,7 +100,8 @@ def pending_chunks(out, config, chunk_size, indices, positions=None):
     Checks ``config`` against ``out/config.json`` (writing it on the first call),
     reads the chunk files there, and splits the samples of ``positions`` that no
     chunk holds into chunks of ``chunk_size``, as :func:`attack_in_chunks` attacks
-    them: engines that run the chunks elsewhere write the same chunk files.
+    them: engines that run the chunks elsewhere (:mod:`uae_tf.runs.ray_engine`) write
+    the same chunk files.
 
     Args:
         out: The run directory (created if missing).
