@@ -5,6 +5,7 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
+RAY = "ray[data]>=2.60"
 
 
 def _requirements():
@@ -26,7 +27,12 @@ setup(
     package_data={"uae_tf": ["data/*.npz", "data/*.md"]},
     include_package_data=True,
     install_requires=_requirements(),
-    extras_require={"test": ["pytest>=7", "nbclient>=0.9", "nbformat>=5.9", "ipykernel>=6"]},
+    extras_require={
+        # The Ray engine of `uae generate --engine ray` (uae_tf.runs.ray_engine).
+        "ray": [RAY],
+        # The tests run the Ray engine on a local Ray cluster, so they need it too.
+        "test": ["pytest>=7", "nbclient>=0.9", "nbformat>=5.9", "ipykernel>=6", RAY],
+    },
     entry_points={"console_scripts": ["uae=uae_tf.cli:main"]},
     license="Apache-2.0",
 )

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import autoencoders
 from uae_tf import evaluation, generation, runs
 from uae_tf.attacks import MinMaxAttack
 from uae_tf.attacks.base import AttackResult
@@ -178,6 +179,44 @@ def test_concurrent_shards_write_one_directory(tmp_path):
     with pytest.raises(ValueError, match=r"shard must be an int in \[0, 4\).*4"):
         runs.shard_positions(41, 4, 4)
     np.testing.assert_array_equal(runs.shard_positions(7, 1, 3), [1, 4])
+
+
+def test_engine_pieces_write_what_attack_in_chunks_writes(tmp_path):
+    # pending_chunks + attack_chunk + merge_chunks, as another engine runs them.
+    x = np.random.default_rng(0).random((11, 2, 2, 1), dtype=np.float32)
+    indices = np.arange(100, 111)
+    config = {"run": 2}
+    whole, _ = runs.attack_in_chunks(_fake_attack([]), x, tmp_path / "whole", config,
+                                     chunk_size=4, indices=indices)
+    out = tmp_path / "pieces"
+    chunks = runs.pending_chunks(out, config, 4, indices)
+    assert [c.tolist() for c in chunks] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10]]
+    calls = []
+    for positions in chunks[:2]:
+        runs.attack_chunk(_fake_attack(calls), x, positions, out, indices=indices)
+    assert runs.merge_chunks(out, indices)[0] is None  # samples 8-10 are not done
+    # A retried chunk whose file is there is not attacked again.
+    written = (out / "chunks" / "00000004.npz").stat().st_mtime_ns
+    runs.attack_chunk(_fake_attack(calls), x, chunks[1], out, indices=indices)
+    assert (out / "chunks" / "00000004.npz").stat().st_mtime_ns == written
+    assert calls == [list(range(100, 104)), list(range(104, 108))]
+    assert [c.tolist() for c in runs.pending_chunks(out, config, 4, indices)] == [[8, 9, 10]]
+    runs.attack_chunk(_fake_attack(calls), x, chunks[2], out, indices=indices)
+    merged, seconds = runs.merge_chunks(out, indices)
+    assert seconds > 0 and runs.pending_chunks(out, config, 4, indices) == []
+    assert sorted(p.name for p in out.glob("chunks/*.npz")) == sorted(
+        p.name for p in (tmp_path / "whole").glob("chunks/*.npz"))
+    for key in ("x_adv", "success", "mi", "f", "mi_history", "c_history"):
+        np.testing.assert_array_equal(getattr(merged, key), getattr(whole, key))
+
+
+def test_start_and_gaussian_default_to_batches_of_256(tmp_path):
+    model = autoencoders.reconstruction_model(autoencoders.build("dense", (28, 28, 1), seed=0))
+    x = np.random.default_rng(0).random((3, 28, 28, 1), dtype=np.float32)
+    for method in ("start", "gaussian"):
+        made = generation.generate(model, x, tmp_path / method, method=method, verbose=False)
+        assert len(made) == 3
+        assert [p.name for p in (tmp_path / method / "chunks").iterdir()] == ["00000000.npz"]
 
 
 def test_only_one_of_several_concurrent_configs_is_kept(tmp_path):

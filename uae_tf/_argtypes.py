@@ -21,6 +21,21 @@ def int_at_least(minimum):
     return parse
 
 
+def float_at_least(minimum):
+    """Returns an argparse ``type`` that parses a finite number >= ``minimum``."""
+
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            value = None
+        if value is None or not minimum <= value < float("inf"):
+            raise argparse.ArgumentTypeError(f"expected a number >= {minimum:g}, got {text!r}")
+        return value
+
+    return parse
+
+
 def initial_perturbation(text):
     """Parses ``--initial-perturbation``: ``"glorot"`` or a radius in [0, 1]."""
     if text == "glorot":

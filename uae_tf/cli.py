@@ -19,10 +19,10 @@ import sys
 import autoencoders
 from uae_tf import __version__, _argtypes, datasets, models, reproduce
 from uae_tf.evaluation import reconstruction_error
-from uae_tf.generation import METHODS, generate
+from uae_tf.generation import ENGINES, METHODS, generate
 from uae_tf.presets import PRESETS
 from uae_tf.reproduce.table4 import DEMO, print_table, run_table4
-from uae_tf.runs import MODEL_FILE, RECORD_FILE, file_sha256, model_file
+from uae_tf.runs import MODEL_FILE, RECORD_FILE, file_sha256, model_file, ray_engine
 from uae_tf.training import load_model_dir, retrain
 from uae_tf.views import VIEWS
 
@@ -414,7 +414,9 @@ def _add_generate_parser(subparsers):
         "  uae generate --model runs/conv-mnist5k --dataset mnist5k --method gaussian \\\n"
         "      --sigma 0.01 --out runs/ga-0.01\n"
         "  uae generate --model runs/conv-mnist5k --dataset mnist5k --shard 0/4 \\\n"
-        "      --out runs/uae   # and 1/4, 2/4, 3/4: anywhere, into the same DIR",
+        "      --out runs/uae   # and 1/4, 2/4, 3/4: anywhere, into the same DIR\n"
+        "  uae generate --model runs/conv-mnist5k --dataset mnist5k --engine ray \\\n"
+        "      --address auto --out /shared/runs/uae   # on the Ray cluster 'ray start' runs",
     )
     parser.add_argument(
         "--method", choices=METHODS, default="mine",
@@ -457,6 +459,28 @@ def _add_generate_parser(subparsers):
         "arguments and --out: the last to finish writes uae.npz, exactly what one "
         "process gives (default: all samples)",
     )
+    parser.add_argument(
+        "--engine", choices=ENGINES, default="local",
+        help="local: attack in this process (default); ray: Ray Data actors on a Ray "
+        "cluster, each loading the model and building the attack once, writing the same "
+        "chunk files with identical results (needs: pip install -e '.[ray]')",
+    )
+    parser.add_argument(
+        "--address", metavar="ADDR",
+        help="--engine ray: the Ray cluster, as ray.init takes it ('auto': the one 'ray "
+        "start' runs on this machine; default: $RAY_ADDRESS, else a new local Ray "
+        "instance); on several machines DIR must be on a filesystem they share",
+    )
+    parser.add_argument(
+        "--workers", type=_int_at_least(1), metavar="N",
+        help="--engine ray: number of actors (default: one per GPU, or without GPUs one "
+        "per core; on CPUs each reserves cores/N cores)",
+    )
+    parser.add_argument(
+        "--gpus-per-worker", type=_argtypes.float_at_least(0), metavar="G",
+        help="--engine ray: GPUs per actor, e.g. 0.5 for two per GPU, 0 for CPU actors "
+        "(default: 1 if the cluster has GPUs, else 0)",
+    )
     _argtypes.add_quiet_argument(parser)
     parser.add_argument("--out", required=True, metavar="DIR", help="results directory")
     parser.set_defaults(func=_cmd_generate)
@@ -464,6 +488,15 @@ def _add_generate_parser(subparsers):
 
 def _cmd_generate(args):
     """Generates UAEs for a dataset split; returns the JSON summary."""
+    ray_options = {"ray_address": args.address, "workers": args.workers,
+                   "gpus_per_worker": args.gpus_per_worker}
+    if args.engine == "ray":
+        ray_engine.require_ray()  # Fails before the model and data are loaded.
+    else:
+        for option, value in zip(("--address", "--workers", "--gpus-per-worker"),
+                                 ray_options.values()):
+            if value is not None:
+                raise _UsageError(f"{option} applies to --engine ray only")
     model, _ = load_model_dir(args.model)
     x, _ = datasets.load(args.dataset, args.split, data_dir=args.data_dir)
     if args.limit is not None:
@@ -486,7 +519,7 @@ def _cmd_generate(args):
     results = generate(
         model, x, args.out, method=args.method, preset=args.preset, view=args.view,
         batch_size=args.attack_batch_size, seed=args.seed, verbose=not args.quiet, config=config,
-        shard=args.shard, **extra,
+        shard=args.shard, engine=args.engine, **ray_options, **extra,
     )
     if results is None:
         shard = f"{args.shard[0]}/{args.shard[1]}"
@@ -636,7 +669,8 @@ def main(argv=None):
         summary = args.func(args)
     except _UsageError as err:
         return _fail(err, _EXIT_USAGE_ERROR)
-    except (ValueError, OSError, datasets.DatasetUnavailableError) as err:
+    except (ValueError, OSError, datasets.DatasetUnavailableError,
+            ray_engine.RayUnavailableError, ray_engine.RayRunError) as err:
         return _fail(err, _EXIT_RUNTIME_ERROR)
     except KeyboardInterrupt:
         return _fail("interrupted", _EXIT_INTERRUPTED)

@@ -18,14 +18,23 @@ gives, whatever the batch size. For the same reason a run splits into shards
 (``shard=(i, n)``, ``uae generate --shard I/N``) that run anywhere at once into one
 directory and add up to what one process gives.
 
+Engines: ``engine="local"`` (the default) attacks in this process;
+``engine="ray"`` (``uae generate --engine ray``) hands the same chunks to Ray Data
+actors on a Ray cluster (:mod:`uae_tf.runs.ray_engine`), each building the model
+and attack once, and writes the same files: identical results, resumable by either
+engine.
+
 :func:`generate` returns, and :func:`load_results` loads, a
 :class:`GenerationResults`: the arrays and summary of a finished generation, read
 once and passed to what uses it.
 """
 
 import dataclasses
+import functools
+import tempfile
 from pathlib import Path
 
+import keras
 import numpy as np
 
 from uae_tf import _validation
@@ -38,12 +47,14 @@ from uae_tf.runs import (
     attack_config,
     attack_in_chunks,
     file_sha256,
+    ray_engine,
     read_json,
     shard_positions,
     versions,
 )
 
 METHODS = ("mine", "l2", "gaussian", "start")
+ENGINES = ("local", "ray")
 RESULTS_FILE = "uae.npz"
 SUMMARY_FILE = "summary.json"
 _ARRAYS = ("x_adv", "success", "mi", "f", "index", "mi_history", "c_history")
@@ -119,6 +130,10 @@ def generate(
     config=None,
     criterion=None,
     shard=None,
+    engine="local",
+    ray_address=None,
+    workers=None,
+    gpus_per_worker=None,
     **attack_kwargs,
 ):
     """Generates one UAE (or baseline augmentation) per sample of ``x``, resumably.
@@ -139,8 +154,11 @@ def generate(
             ``"gaussian"``.
         view: ``"auto"``, ``"conv"`` or ``"random"`` (``"mine"`` only).
         batch_size: Samples attacked at once, and per chunk file; does not change
-            the results. Default: 1 on a CPU; on a GPU as many as its free memory
-            holds (see :func:`uae_tf.attacks.estimate_attack_memory`), up to 512.
+            the results. Default for ``"mine"`` and ``"l2"``: 1 on a CPU; on a GPU as
+            many as its free memory holds (see
+            :func:`uae_tf.attacks.estimate_attack_memory`), up to 512; with
+            ``engine="ray"``, whose driver cannot see the workers' memory, 32 when
+            the workers use GPUs, else 1. 256 for ``"gaussian"`` and ``"start"``.
             A batch that runs out of memory is halved and retried; the chunk in
             flight is then made in smaller batches, and finished chunks stay.
         seed: Run seed.
@@ -149,11 +167,31 @@ def generate(
             model file hash...), stored in and checked against ``config.json``.
         criterion: The attack's criterion; default ``ReconstructionCriterion(model)``
             (e.g. :class:`uae_tf.criteria.ContrastiveCriterion` for SimCLR).
+            ``engine="local"`` only.
         shard: ``(i, n)`` to attack only shard ``i`` of ``n`` (every n-th sample
             from the i-th, :func:`uae_tf.runs.shard_positions`) into ``out``. Shards
             run anywhere, in any order, at the same time, and resume like a whole
             run; the one that finds every sample done writes ``uae.npz`` and
             ``summary.json``, exactly what an unsharded run gives. Default: all.
+        engine: ``"local"`` (attack in this process) or ``"ray"`` (Ray Data actors
+            on a Ray cluster, :mod:`uae_tf.runs.ray_engine`; needs
+            ``pip install -e '.[ray]'``). Both write the same chunk files and give
+            identical results; a run started by one resumes with the other.
+            With ``"ray"``, the model goes to the workers as the bytes of a
+            ``.keras`` file that this call saves (so workers need no access to
+            your files), each actor loads it and builds the attack once, and the
+            workers write their chunks into ``out`` themselves: on a cluster of
+            several machines ``out`` must be on a filesystem they share.
+        ray_address: ``engine="ray"``: the cluster, as ``ray.init(address=...)``
+            takes it (``"auto"``: the one ``ray start`` runs here). Default: a new
+            local Ray instance (or ``$RAY_ADDRESS``). Ignored when Ray is already
+            initialized in this process; a Ray instance this call starts stays up
+            for later calls (``ray.shutdown()`` ends it).
+        workers: ``engine="ray"``: number of actors. Default: one per GPU, or
+            without GPUs one per core (see :func:`uae_tf.runs.ray_engine.connect`).
+        gpus_per_worker: ``engine="ray"``: GPUs per actor (0.5 shares a GPU
+            between two; 0 forces CPU actors). Default: 1 if the cluster has GPUs,
+            else 0.
         **attack_kwargs: Overrides of the preset's attack settings (e.g.
             ``initial_perturbation="glorot"``; ``similarity={"mine_steps": 2}``
             overrides entries of the preset's similarity), ``sigma`` for
@@ -168,7 +206,15 @@ def generate(
 
     Raises:
         uae_tf.runs.ConfigMismatchError: if ``out`` holds results of other settings.
-        ValueError: for an unknown ``method`` or bad ``x``/``indices``.
+        ValueError: for an unknown ``method`` or ``engine``, bad ``x``/``indices``,
+            or Ray settings the cluster cannot hold.
+        uae_tf.runs.ray_engine.RayUnavailableError: for ``engine="ray"`` without Ray
+            installed.
+
+    Example:
+
+    >>> results = uae_tf.generate(phi, x[:64], "runs/uae", preset="fast",
+    ...                           engine="ray", workers=2)  # doctest: +SKIP
     """
     x = _validation.check_images(x, "x")
     n = len(x)
@@ -178,30 +224,14 @@ def generate(
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}. Received: method={method!r}")
     shard = None if shard is None else _check_shard(shard)
-    criterion = ReconstructionCriterion(model) if criterion is None else criterion
-    if method == "gaussian":
-        unknown = set(attack_kwargs) - {"sigma"}
-        if unknown:
-            raise ValueError(f"method='gaussian' takes only sigma. Received: {sorted(unknown)}")
-        batch_size = batch_size or 256
-        attack = GaussianAugmentation(criterion, batch_size=batch_size, seed=seed, **attack_kwargs)
-        preset = None
-    elif method == "start":
-        unknown = set(attack_kwargs) - {"initial_perturbation", "epsilon"}
-        if unknown:
-            raise ValueError(
-                f"method='start' takes only initial_perturbation and epsilon. Received: "
-                f"{sorted(unknown)}"
-            )
-        attack = StartOnly(criterion, batch_size=batch_size or 256, seed=seed, **attack_kwargs)
-        preset = None
-    else:
-        settings = get_preset(preset)
-        similarity = {**settings["similarity"], **attack_kwargs.pop("similarity", {}), "view": view}
-        settings.update(attack_kwargs, similarity=similarity if method == "mine" else "l2")
-        attack = MinMaxAttack(criterion, batch_size=batch_size, seed=seed, verbose=False,
-                              **settings)
-        batch_size = attack.resolve_batch_size(x.shape[1:])
+    pool = _check_engine(engine, criterion, ray_address, workers, gpus_per_worker)
+    if batch_size is None:
+        batch_size = _default_batch_size(method, pool)
+    settings = {"method": method, "preset": preset, "view": view, "batch_size": batch_size,
+                "seed": seed, "attack_kwargs": attack_kwargs}
+    attack, preset = _make_attack(model, criterion, **settings)
+    # Left to the attack (a local MinMax run): sized to this device's memory.
+    settings["batch_size"] = batch_size = attack.resolve_batch_size(x.shape[1:])
     run_config = {
         **(config or {}),
         "method": method,
@@ -212,8 +242,15 @@ def generate(
     }
     positions = None if shard is None else shard_positions(n, *shard)
     out = Path(out)
-    result, seconds = attack_in_chunks(attack, x, out, run_config, chunk_size=batch_size,
-                                       indices=indices, verbose=verbose, positions=positions)
+    if pool is None:
+        result, seconds = attack_in_chunks(attack, x, out, run_config, chunk_size=batch_size,
+                                           indices=indices, verbose=verbose, positions=positions)
+    else:
+        make_attack = functools.partial(_attack_from_keras_file, _keras_file_bytes(model),
+                                        settings)
+        result, seconds = ray_engine.attack_on_ray(
+            make_attack, x, out, run_config, batch_size, pool, indices=indices,
+            verbose=verbose, positions=positions, expected_attack_config=run_config["attack"])
     if result is None:
         return None
     arrays = {k: getattr(result, k) for k in _ARRAYS if k != "index"} | {"index": indices}
@@ -231,6 +268,77 @@ def generate(
     write_json_atomic(out / SUMMARY_FILE, summary)
     return GenerationResults(**arrays, summary=summary, path=out,
                              sha256=file_sha256(out / RESULTS_FILE))
+
+
+def _check_engine(engine, criterion, ray_address, workers, gpus_per_worker):
+    """The Ray :class:`~uae_tf.runs.ray_engine.Workers` for ``engine="ray"``, else None."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}. Received: engine={engine!r}")
+    ray_settings = {"ray_address": ray_address, "workers": workers,
+                    "gpus_per_worker": gpus_per_worker}
+    if engine == "local":
+        given = sorted(k for k, v in ray_settings.items() if v is not None)
+        if given:
+            raise ValueError(f"{', '.join(given)} apply to engine='ray' only. Received: "
+                             f"engine={engine!r}")
+        return None
+    if criterion is not None:
+        raise ValueError("engine='ray' attacks the model's reconstruction criterion; a "
+                         f"criterion is for engine='local'. Received: criterion={criterion!r}")
+    return ray_engine.connect(ray_address, workers, gpus_per_worker)
+
+
+def _default_batch_size(method, pool):
+    """Samples per batch: 256 for the one-shot methods; for MinMax, ``None`` locally
+    (the attack sizes it to the device, see ``resolve_batch_size``) and on Ray 32
+    when the workers use GPUs, else 1."""
+    if method in ("gaussian", "start"):
+        return 256
+    if pool is None:
+        return None
+    return 32 if pool.num_gpus > 0 else 1
+
+
+def _make_attack(model, criterion, method, preset, view, batch_size, seed, attack_kwargs):
+    """Builds :func:`generate`'s attack; returns it and the preset it used (None if none)."""
+    criterion = ReconstructionCriterion(model) if criterion is None else criterion
+    attack_kwargs = dict(attack_kwargs)
+    if method == "gaussian":
+        unknown = set(attack_kwargs) - {"sigma"}
+        if unknown:
+            raise ValueError(f"method='gaussian' takes only sigma. Received: {sorted(unknown)}")
+        return GaussianAugmentation(criterion, batch_size=batch_size, seed=seed,
+                                    **attack_kwargs), None
+    if method == "start":
+        unknown = set(attack_kwargs) - {"initial_perturbation", "epsilon"}
+        if unknown:
+            raise ValueError(
+                f"method='start' takes only initial_perturbation and epsilon. Received: "
+                f"{sorted(unknown)}"
+            )
+        return StartOnly(criterion, batch_size=batch_size, seed=seed, **attack_kwargs), None
+    settings = get_preset(preset)
+    similarity = {**settings["similarity"], **attack_kwargs.pop("similarity", {}), "view": view}
+    settings.update(attack_kwargs, similarity=similarity if method == "mine" else "l2")
+    return MinMaxAttack(criterion, batch_size=batch_size, seed=seed, verbose=False,
+                        **settings), preset
+
+
+def _keras_file_bytes(model):
+    """The bytes of ``model`` saved as a ``.keras`` file, to ship to Ray workers."""
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "model.keras"
+        model.save(path)
+        return path.read_bytes()
+
+
+def _attack_from_keras_file(model_bytes, settings):
+    """On a Ray worker: loads the model from its ``.keras`` bytes, builds the attack."""
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "model.keras"
+        path.write_bytes(model_bytes)
+        model = keras.saving.load_model(path, compile=False)
+    return _make_attack(model, None, **settings)[0]
 
 
 def _check_shard(shard):

@@ -8,7 +8,9 @@ results in a directory that carries the config that made them:
   config later (:class:`ConfigMismatchError` names the keys that differ);
 * :func:`attack_in_chunks` is the one chunk-and-resume engine: an attack written
   chunk by chunk, resumed after a kill to what an uninterrupted run gives, and
-  split into shards (:func:`shard_positions`) that run anywhere at once;
+  split into shards (:func:`shard_positions`) that run anywhere at once; its
+  pieces (:func:`pending_chunks`, :func:`attack_chunk`, :func:`merge_chunks`) are
+  what :mod:`uae_tf.runs.ray_engine` runs on Ray actors, writing the same files;
 * :func:`train_once` trains a model into its directory once and reuses it while
   its config holds;
 * :func:`file_sha256` and :func:`array_sha256` identify inputs and results;
@@ -16,10 +18,17 @@ results in a directory that carries the config that made them:
 """
 
 from uae_tf.runs.provenance import versions
-from uae_tf.runs.chunks import attack_in_chunks, shard_positions
+from uae_tf.runs.chunks import (
+    attack_chunk,
+    attack_in_chunks,
+    merge_chunks,
+    pending_chunks,
+    shard_positions,
+)
 from uae_tf.runs.config import ConfigMismatchError, attack_config, check_config, read_json
 from uae_tf.runs.hashes import array_sha256, file_sha256
 from uae_tf.runs.models import MODEL_FILE, RECORD_FILE, model_file, train_once
+from uae_tf.runs import ray_engine
 
 __all__ = [
     "ConfigMismatchError",
@@ -28,6 +37,10 @@ __all__ = [
     "read_json",
     "attack_in_chunks",
     "shard_positions",
+    "pending_chunks",
+    "attack_chunk",
+    "merge_chunks",
+    "ray_engine",
     "train_once",
     "model_file",
     "MODEL_FILE",

@@ -18,6 +18,13 @@ exclusively (the first shard writes it, the others are checked against it); a
 sample found in two chunks (shardings of different counts) is the same sample with
 the same seed, and the first is kept. Whichever call finds every sample done
 returns the whole result.
+
+Engines: :func:`attack_in_chunks` is the local engine, one process. Its pieces are
+public so that other engines run the same code on the same files:
+:func:`pending_chunks` (open the run, list the chunks to attack), :func:`attack_chunk`
+(attack one and write its file, idempotently) and :func:`merge_chunks` (the whole
+result once every sample is done). :mod:`uae_tf.runs.ray_engine` runs the chunks on
+Ray actors.
 """
 
 import time
@@ -31,6 +38,7 @@ from uae_tf.attacks.base import AttackResult
 from uae_tf.runs.config import check_config
 
 CHUNKS_FORMAT = "uae-tf/generation/v1"
+CHUNKS_DIR = "chunks"
 _FIELDS = tuple(AttackResult.__dataclass_fields__)
 _CHUNK_KEYS = {"position", "index", "seconds", *_FIELDS}
 
@@ -38,6 +46,10 @@ _CHUNK_KEYS = {"position", "index", "seconds", *_FIELDS}
 def attack_in_chunks(attack, x, out, config, chunk_size, indices=None, labels=None,
                      verbose=False, positions=None):
     """Runs ``attack`` on ``x`` chunk by chunk, resuming from the chunks in ``out``.
+
+    The local engine: :func:`pending_chunks`, then :func:`attack_chunk` on each, then
+    :func:`merge_chunks`, in this process. :func:`uae_tf.runs.ray_engine.attack_on_ray`
+    runs the same pieces on Ray actors.
 
     Args:
         attack: A callable ``attack(x, labels=..., indices=...) -> AttackResult``.
@@ -64,57 +76,110 @@ def attack_in_chunks(attack, x, out, config, chunk_size, indices=None, labels=No
         ValueError: if a chunk file is corrupt or not of this run, naming it.
     """
     n = len(x)
-    indices = np.arange(n) if indices is None else np.asarray(indices, np.int64).reshape(-1)
-    if len(indices) != n:
-        raise ValueError(f"indices must have {n} entries. Received {len(indices)}")
-    out = Path(out)
-    chunk_dir = out / "chunks"
-    chunk_dir.mkdir(parents=True, exist_ok=True)
-    check_config(out, config, format=CHUNKS_FORMAT)
-
-    mine = np.ones(n, bool)
-    if positions is not None:
-        positions = np.asarray(positions, np.int64).reshape(-1)
-        if np.any((positions < 0) | (positions >= n)):
-            raise ValueError(f"positions must lie in [0, {n}). Received {positions}")
-        mine = np.zeros(n, bool)
-        mine[positions] = True
-    chunks = _load_chunks(chunk_dir, indices)
-    done = _done(chunks, n)
-    todo = np.flatnonzero(mine & ~done)
+    indices = _check_indices(indices, n)
+    chunks, done, mine = _open_run(out, config, indices, positions)
     progbar = None
-    if verbose and len(todo):
+    if verbose and np.any(mine & ~done):
         progbar = keras.utils.Progbar(int(mine.sum()), unit_name="sample")
         progbar.update(int((mine & done).sum()))
-    for start in range(0, len(todo), chunk_size):
-        chunk_positions = todo[start : start + chunk_size]
-        began = time.perf_counter()
-        result = attack(x[chunk_positions],
-                        labels=None if labels is None else labels[chunk_positions],
-                        indices=indices[chunk_positions])
-        chunk = {
-            "position": chunk_positions,
-            "index": indices[chunk_positions],
-            **{k: getattr(result, k) for k in _FIELDS},
-            "seconds": np.float64(time.perf_counter() - began),
-        }
-        write_npz_atomic(chunk_dir / f"{chunk_positions[0]:08d}.npz", **chunk)
+    for chunk_positions in _split(np.flatnonzero(mine & ~done), chunk_size):
+        chunk = attack_chunk(attack, x, chunk_positions, out, indices=indices, labels=labels)
         chunks.append(chunk)
         done[chunk_positions] = True
         if progbar is not None:
-            progbar.update(int((mine & done).sum()), [("asr", result.attack_success_rate)])
+            progbar.update(int((mine & done).sum()), [("asr", chunk["success"].mean())])
     if not done.all():
         # Other shards may have finished theirs meanwhile.
-        chunks = _load_chunks(chunk_dir, indices)
-        done = _done(chunks, n)
-    seconds = float(sum(float(c["seconds"]) for c in chunks))
-    if not done.all():
-        return None, seconds
-    # One entry per position: a sample in two chunks (overlapping shardings of one
-    # run) is the same sample with the same seed; the first is kept.
-    _, first = np.unique(np.concatenate([c["position"] for c in chunks]), return_index=True)
-    result = AttackResult(**{k: np.concatenate([c[k] for c in chunks])[first] for k in _FIELDS})
-    return result, seconds
+        return merge_chunks(out, indices)
+    return _merge(chunks, n)
+
+
+def pending_chunks(out, config, chunk_size, indices, positions=None):
+    """Opens run directory ``out`` and returns the chunks still to attack.
+
+    Checks ``config`` against ``out/config.json`` (writing it on the first call),
+    reads the chunk files there, and splits the samples of ``positions`` that no
+    chunk holds into chunks of ``chunk_size``, as :func:`attack_in_chunks` attacks
+    them: engines that run the chunks elsewhere (:mod:`uae_tf.runs.ray_engine`) write
+    the same chunk files.
+
+    Args:
+        out: The run directory (created if missing).
+        config: JSON-serializable facts identifying the run.
+        chunk_size: Samples per chunk.
+        indices: ``[N]`` dataset rows of the run's N samples.
+        positions: The positions to attack (a shard); default all N.
+
+    Returns:
+        A list of int64 position arrays, one per chunk, in order.
+
+    Raises:
+        uae_tf.runs.ConfigMismatchError: if ``out`` holds results of another config.
+        ValueError: if a chunk file is corrupt or not of this run, naming it.
+    """
+    indices = _check_indices(indices, None)
+    _, done, mine = _open_run(out, config, indices, positions)
+    return list(_split(np.flatnonzero(mine & ~done), chunk_size))
+
+
+def attack_chunk(attack, x, positions, out, indices=None, labels=None):
+    """Attacks the samples of ``x`` at ``positions`` and writes them as one chunk file.
+
+    The file is ``out/chunks/NNNNNNNN.npz``, named by the first position and written
+    atomically. Idempotent: if that file already holds these positions (a retried
+    task, a rerun), it is returned without attacking again.
+
+    Args:
+        attack: A callable ``attack(x, labels=..., indices=...) -> AttackResult``.
+        x: ``[N, ...]`` samples of the run.
+        positions: The chunk's positions in ``x`` (one entry of
+            :func:`pending_chunks`).
+        out: The run directory, opened by :func:`pending_chunks` or
+            :func:`attack_in_chunks`.
+        indices: ``[N]`` dataset rows of the samples (their seeds); default
+            ``range(N)``.
+        labels: ``[N]`` labels for supervised attacks, or ``None``.
+
+    Returns:
+        The chunk: a dict of ``position``, ``index``, the :class:`AttackResult`
+        fields for these samples, and ``seconds`` (the attack's wall time).
+    """
+    indices = _check_indices(indices, len(x))
+    positions = np.asarray(positions, np.int64).reshape(-1)
+    path = Path(out) / CHUNKS_DIR / f"{positions[0]:08d}.npz"
+    existing = _existing_chunk(path, positions, indices)
+    if existing is not None:
+        return existing
+    began = time.perf_counter()
+    result = attack(x[positions], labels=None if labels is None else labels[positions],
+                    indices=indices[positions])
+    chunk = {
+        "position": positions,
+        "index": indices[positions],
+        **{k: getattr(result, k) for k in _FIELDS},
+        "seconds": np.float64(time.perf_counter() - began),
+    }
+    write_npz_atomic(path, **chunk)
+    return chunk
+
+
+def merge_chunks(out, indices):
+    """Reads the chunk files of run ``out`` into one result, if every sample is done.
+
+    Args:
+        out: The run directory.
+        indices: ``[N]`` dataset rows of the run's N samples.
+
+    Returns:
+        ``(result, seconds)`` as :func:`attack_in_chunks` returns them: the
+        :class:`AttackResult` of all N samples in order (``None`` while some sample
+        has no chunk), and the attack time summed over the chunks.
+
+    Raises:
+        ValueError: if a chunk file is corrupt or not of this run, naming it.
+    """
+    indices = _check_indices(indices, None)
+    return _merge(_load_chunks(Path(out) / CHUNKS_DIR, indices), len(indices))
 
 
 def shard_positions(n, shard, num_shards):
@@ -142,6 +207,50 @@ def shard_positions(n, shard, num_shards):
     return np.arange(shard, n, num_shards, dtype=np.int64)
 
 
+def _check_indices(indices, n):
+    """``indices`` as int64 ``[n]`` (default ``range(n)``), or a ValueError."""
+    if indices is None:
+        return np.arange(n)
+    indices = np.asarray(indices, np.int64).reshape(-1)
+    if n is not None and len(indices) != n:
+        raise ValueError(f"indices must have {n} entries. Received {len(indices)}")
+    return indices
+
+
+def _open_run(out, config, indices, positions):
+    """Checks the config of run ``out``; returns its chunks, done mask and positions mask."""
+    n = len(indices)
+    chunk_dir = Path(out) / CHUNKS_DIR
+    chunk_dir.mkdir(parents=True, exist_ok=True)
+    check_config(out, config, format=CHUNKS_FORMAT)
+    mine = np.ones(n, bool)
+    if positions is not None:
+        positions = np.asarray(positions, np.int64).reshape(-1)
+        if np.any((positions < 0) | (positions >= n)):
+            raise ValueError(f"positions must lie in [0, {n}). Received {positions}")
+        mine = np.zeros(n, bool)
+        mine[positions] = True
+    chunks = _load_chunks(chunk_dir, indices)
+    return chunks, _done(chunks, n), mine
+
+
+def _split(todo, chunk_size):
+    """Splits the positions ``todo`` into consecutive chunks of ``chunk_size``."""
+    return (todo[start : start + chunk_size] for start in range(0, len(todo), chunk_size))
+
+
+def _merge(chunks, n):
+    """``(result, seconds)`` of ``chunks``: result ``None`` unless they hold all ``n``."""
+    seconds = float(sum(float(c["seconds"]) for c in chunks))
+    if not _done(chunks, n).all():
+        return None, seconds
+    # One entry per position: a sample in two chunks (overlapping shardings of one
+    # run) is the same sample with the same seed; the first is kept.
+    _, first = np.unique(np.concatenate([c["position"] for c in chunks]), return_index=True)
+    result = AttackResult(**{k: np.concatenate([c[k] for c in chunks])[first] for k in _FIELDS})
+    return result, seconds
+
+
 def _done(chunks, n):
     done = np.zeros(n, bool)
     for chunk in chunks:
@@ -149,20 +258,43 @@ def _done(chunks, n):
     return done
 
 
+def _read_chunk(path):
+    """The arrays of the chunk file ``path``, or a ValueError naming it."""
+    try:
+        with np.load(path) as data:
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError) as error:
+        raise ValueError(
+            f"{path} is corrupt ({error}); delete it and rerun to redo its samples."
+        ) from error
+
+
+def _is_chunk_of(chunk, indices):
+    """Whether ``chunk`` has every field and holds samples of the run of ``indices``."""
+    position = chunk.get("position", np.zeros(0, np.int64))
+    return (_CHUNK_KEYS <= set(chunk) and not np.any(position >= len(indices))
+            and np.array_equal(chunk["index"], indices[position]))
+
+
+def _existing_chunk(path, positions, indices):
+    """The chunk at ``path`` if it is complete and holds exactly ``positions``, else None."""
+    if not path.is_file():
+        return None
+    try:
+        chunk = _read_chunk(path)
+    except ValueError:
+        return None  # Unreadable: attacked again and replaced.
+    if _is_chunk_of(chunk, indices) and np.array_equal(chunk["position"], positions):
+        return chunk
+    return None
+
+
 def _load_chunks(chunk_dir, indices):
     chunks = []
     for path in sorted(Path(chunk_dir).glob("*.npz")):
-        try:
-            with np.load(path) as data:
-                chunk = {k: data[k] for k in data.files}
-        except (OSError, ValueError, EOFError) as error:
-            raise ValueError(
-                f"{path} is corrupt ({error}); delete it and rerun to redo its samples."
-            ) from error
-        missing = _CHUNK_KEYS - set(chunk)
-        position = chunk.get("position", np.zeros(0, np.int64))
-        if (missing or np.any(position >= len(indices))
-                or not np.array_equal(chunk["index"], indices[position])):
+        chunk = _read_chunk(path)
+        if not _is_chunk_of(chunk, indices):
+            missing = _CHUNK_KEYS - set(chunk)
             raise ValueError(
                 f"{path} is not a chunk of this run (missing {sorted(missing)}, or other samples)."
             )
