@@ -1,11 +1,18 @@
 """Installs uae-tf: the library `uae_tf`, the model package `autoencoders`, and the `uae` CLI."""
 
+import re
 from pathlib import Path
 
 from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
 RAY = "ray[data]>=2.60"
+
+
+def _version():
+    """``uae_tf.__version__``, read without importing the package (one place to bump it)."""
+    text = (HERE / "uae_tf" / "__init__.py").read_text()
+    return re.search(r'^__version__ = "([^"]+)"$', text, re.M).group(1)
 
 
 def _requirements():
@@ -15,7 +22,7 @@ def _requirements():
 
 setup(
     name="uae-tf",
-    version="0.1.0",
+    version=_version(),
     description=(
         "Unsupervised adversarial examples (MINE + MinMax) and their use as data "
         "augmentation, in Keras 3 / TensorFlow 2."
