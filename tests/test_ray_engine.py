@@ -158,6 +158,13 @@ def test_workers_must_fit_the_cluster(cluster):
         ray_engine.connect(gpus_per_worker=-1)
 
 
+def test_the_actors_get_the_drivers_tensorflow_switches():
+    environ = {"TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0", "HOME": "/root"}
+    assert ray_engine.runtime_env(environ) == {
+        "env_vars": {"TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0"}}
+    assert ray_engine.runtime_env({"HOME": "/root"}) is None
+
+
 def test_engine_settings_are_checked(model, mnist5k, tmp_path):
     x = mnist5k[0][:2]
     with pytest.raises(ValueError, match="engine must be one of.*'spark'"):

@@ -463,7 +463,8 @@ def _add_generate_parser(subparsers):
         "--engine", choices=ENGINES, default="local",
         help="local: attack in this process (default); ray: Ray Data actors on a Ray "
         "cluster, each loading the model and building the attack once, writing the same "
-        "chunk files with identical results (needs: pip install -e '.[ray]')",
+        "chunk files with the same results (bit for bit at equal thread counts) "
+        "(needs: pip install -e '.[ray]')",
     )
     parser.add_argument(
         "--address", metavar="ADDR",

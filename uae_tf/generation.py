@@ -9,6 +9,8 @@ keeps its results in a directory::
     OUT/chunks/NNNNNNNN.npz  one file per finished batch, written atomically
     OUT/uae.npz              all results, in dataset order (when complete)
     OUT/summary.json         n, asr, mean_mi, seconds, samples_per_second, config, versions
+                             (seconds: the attack time summed over the chunks, so
+                             with shards or Ray workers at once, compute, not wall time)
 
 A run that is killed loses at most the batch in flight: run it again with the same
 arguments and it attacks only the samples no chunk holds (the chunks are
@@ -21,8 +23,9 @@ directory and add up to what one process gives.
 Engines: ``engine="local"`` (the default) attacks in this process;
 ``engine="ray"`` (``uae generate --engine ray``) hands the same chunks to Ray Data
 actors on a Ray cluster (:mod:`uae_tf.runs.ray_engine`), each building the model
-and attack once, and writes the same files: identical results, resumable by either
-engine.
+and attack once, and writes the same files: the same results (bit for bit when the
+actors run TensorFlow on as many threads as this process; otherwise up to float
+rounding), resumable by either engine.
 
 :func:`generate` returns, and :func:`load_results` loads, a
 :class:`GenerationResults`: the arrays and summary of a finished generation, read
@@ -176,7 +179,9 @@ def generate(
         engine: ``"local"`` (attack in this process) or ``"ray"`` (Ray Data actors
             on a Ray cluster, :mod:`uae_tf.runs.ray_engine`; needs
             ``pip install -e '.[ray]'``). Both write the same chunk files and give
-            identical results; a run started by one resumes with the other.
+            the same results, bit for bit when the actors run TensorFlow on as many
+            threads as this process (else up to float rounding of reductions split
+            differently); a run started by one resumes with the other.
             With ``"ray"``, the model goes to the workers as the bytes of a
             ``.keras`` file that this call saves (so workers need no access to
             your files), each actor loads it and builds the attack once, and the

@@ -6,8 +6,10 @@ same pieces: the driver opens the run and lists the chunks still to attack
 hands them by ``map_batches`` to a pool of actors, each of which builds the attack
 once and writes each chunk it is given (:func:`~uae_tf.runs.attack_chunk`); the
 driver then merges the chunk files (:func:`~uae_tf.runs.merge_chunks`). The chunk
-files are those the local engine writes, so the results are identical, and a run
-may be resumed by either engine.
+files are those the local engine writes, so the results are the same (bit for bit
+when an actor runs TensorFlow on as many threads as the local process; with fewer,
+some reductions split differently and round differently), and a run may be resumed
+by either engine.
 
 Faults: Ray Data restarts an actor that dies and retries the chunks it was
 attacking on the restarted actor (its defaults: no limit on either). A chunk file
@@ -25,6 +27,7 @@ import dataclasses
 import json
 import logging
 import numbers
+import os
 import re
 from pathlib import Path
 
@@ -35,6 +38,10 @@ from uae_tf.runs.chunks import attack_chunk, merge_chunks, pending_chunks
 from uae_tf.runs.config import attack_config
 
 INSTALL_HINT = "pip install -e '.[ray]'"
+# Environment switches the actors must share with the driver: TensorFlow's logging,
+# oneDNN (it changes float rounding, so results equal the local engine's only with
+# the same setting) and the GPU memory budget of the default batch.
+FORWARDED_ENV = ("TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS", "UAE_GPU_MEMORY")
 
 
 class RayUnavailableError(ImportError):
@@ -80,6 +87,23 @@ class Workers:
     num_gpus: float
 
 
+def runtime_env(environ=None):
+    """The Ray ``runtime_env`` that gives the actors the driver's ``FORWARDED_ENV``.
+
+    Ray's workers do not inherit the driver's environment, so without it an actor
+    would log what the driver silences and could round differently (oneDNN).
+
+    Args:
+        environ: The driver's environment (default ``os.environ``).
+
+    Returns:
+        ``{"env_vars": {...}}`` of the switches that are set, or ``None``.
+    """
+    environ = os.environ if environ is None else environ
+    env_vars = {name: environ[name] for name in FORWARDED_ENV if name in environ}
+    return {"env_vars": env_vars} if env_vars else None
+
+
 def connect(address=None, workers=None, gpus_per_worker=None):
     """Connects to Ray (unless connected) and sizes the actor pool to its resources.
 
@@ -88,7 +112,9 @@ def connect(address=None, workers=None, gpus_per_worker=None):
             (``"auto"``: the cluster ``ray start`` runs on this machine; a
             ``host:port``...). Default: ``$RAY_ADDRESS`` if set, else a new local
             Ray instance on this machine's cores and GPUs. Unused when Ray is
-            already initialized in this process: that cluster is used.
+            already initialized in this process: that cluster is used. A new
+            connection forwards the driver's ``FORWARDED_ENV`` to the actors
+            (see :func:`runtime_env`).
         workers: Number of actors. Default: one per GPU (``gpus // gpus_per_worker``)
             when the actors use GPUs, else one per core.
         gpus_per_worker: GPUs each actor reserves (``0.5``: two actors per GPU; 0:
@@ -114,7 +140,7 @@ def connect(address=None, workers=None, gpus_per_worker=None):
                          f"Received: gpus_per_worker={gpus_per_worker!r}")
     ray = require_ray()
     if not ray.is_initialized():
-        ray.init(address=address, logging_level=logging.WARNING)
+        ray.init(address=address, logging_level=logging.WARNING, runtime_env=runtime_env())
     resources = ray.cluster_resources()
     cores, gpus = int(resources.get("CPU", 0)), float(resources.get("GPU", 0))
     if gpus_per_worker is None:
