@@ -80,9 +80,29 @@ def fake_gpu(monkeypatch):
     return monkeypatch
 
 
-def test_default_batch_on_a_cpu_is_one():
+def _with_networks(per_sample):
+    """An estimate whose statistics networks and Adam moments take ``per_sample`` bytes."""
+    return memory.MemoryEstimate(
+        inputs={"statistics networks": per_sample // 3, "Adam moments": 2 * per_sample // 3},
+        carried={}, mine_step={}, delta_step={}, fixed={}, traffic=0)
+
+
+def test_default_batch_on_a_cpu_batches_cached_networks_only():
     assert not tf.config.list_physical_devices("GPU")
-    assert memory.default_batch_size(_estimate()) == 1
+    assert memory.default_batch_size(None) == 1
+    assert memory.default_batch_size(_estimate()) == 1  # no statistics networks
+    assert memory.default_batch_size(_with_networks(146 * 2**20)) == 1  # the conv view's
+    cached = memory.CPU_CACHED_BATCH_SIZE
+    assert memory.default_batch_size(lambda: _with_networks(2 * 2**20)) == cached
+    # The real attacks: the tiny conv view's networks are cache-sized as well; MNIST's not.
+    model = _tiny_autoencoder()
+    attack = MinMaxAttack(ReconstructionCriterion(model), similarity=VIEWS["random"], steps=3)
+    assert attack.resolve_batch_size(SHAPE) == cached
+    mnist_conv = keras.Sequential([keras.Input((28, 28, 1)),
+                                   keras.layers.Conv2D(16, 3, padding="same"),
+                                   keras.layers.Conv2D(1, 3, padding="same")])
+    attack = MinMaxAttack(ReconstructionCriterion(mnist_conv), similarity="mine")
+    assert attack.resolve_batch_size((28, 28, 1)) == 1
 
 
 def test_default_batch_on_a_gpu_fills_its_free_memory(fake_gpu):
@@ -110,7 +130,7 @@ def test_an_attack_left_to_choose_takes_the_default_for_its_samples(fake_gpu):
     assert attack.resolve_batch_size(SHAPE) == 10**9 // per_sample == attack.batch_size
     fake_gpu.undo()
     cpu = MinMaxAttack(criterion, similarity=VIEWS["conv"])
-    assert cpu.resolve_batch_size(SHAPE) == 1
+    assert cpu.resolve_batch_size(SHAPE) == memory.CPU_CACHED_BATCH_SIZE  # 8x8: cache-sized
 
 
 def test_parse_bytes():

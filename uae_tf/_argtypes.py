@@ -93,7 +93,8 @@ def add_quiet_argument(parser):
     parser.add_argument("--quiet", action="store_true", help=QUIET_HELP)
 
 
-_ATTACK_BATCH_SIZE_DEFAULT = "1 on a CPU; on a GPU as many as its free memory holds, up to 512"
+_ATTACK_BATCH_SIZE_DEFAULT = ("1 on a CPU (16 for the random view's cache-sized networks); "
+                              "on a GPU as many as its free memory holds, up to 512")
 
 
 def add_attack_batch_size_argument(parser, default=_ATTACK_BATCH_SIZE_DEFAULT):

@@ -157,7 +157,8 @@ def generate(
             ``"gaussian"``.
         view: ``"auto"``, ``"conv"`` or ``"random"`` (``"mine"`` only).
         batch_size: Samples attacked at once, and per chunk file; does not change
-            the results. Default for ``"mine"`` and ``"l2"``: 1 on a CPU; on a GPU as
+            the results. Default for ``"mine"`` and ``"l2"``: on a CPU 1 (16 for the
+            random view's cache-sized networks); on a GPU as
             many as its free memory holds (see
             :func:`uae_tf.attacks.estimate_attack_memory`), up to 512; with
             ``engine="ray"``, whose driver cannot see the workers' memory, 32 when

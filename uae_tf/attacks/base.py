@@ -182,8 +182,9 @@ class Attack(abc.ABC):
         """Returns ``batch_size``, setting it first if it was left to the attack.
 
         The default is :func:`uae_tf.attacks.memory.default_batch_size` of the
-        attack's memory estimate for samples of ``input_shape``: 1 on a CPU; on a
-        GPU as many samples as its free memory holds, up to 512 (32 when unknown).
+        attack's memory estimate for samples of ``input_shape``: on a CPU 16 for
+        cache-sized statistics networks (the random view's), else 1; on a GPU as
+        many samples as its free memory holds, up to 512 (32 when unknown).
 
         Args:
             input_shape: Shape of one sample.

@@ -70,6 +70,13 @@ SAFETY_FACTOR = 1.25
 USABLE_FRACTION = 0.9
 MAX_BATCH_SIZE = 512
 UNKNOWN_GPU_BATCH_SIZE = 32
+# On a CPU: statistics networks (with both Adam moments) of at most this many bytes
+# per sample stay in the caches and batch well (the random view's 1.7 MB: a batch of
+# 8 took 0.72x the time per sample of batch 1, of 16 about half); larger ones (the
+# conv view's 146 MB) stream through memory, where XLA's batched CPU matmuls make a
+# batch slower per sample than batch 1 (bench/README.md).
+CPU_CACHED_NETWORK_BYTES = 16 * 2**20
+CPU_CACHED_BATCH_SIZE = 16
 GPU_MEMORY_ENV = "UAE_GPU_MEMORY"
 # Image-sized tensors per augmented view of the contrastive criterion (crop, four
 # colour-jitter steps, grayscale, noise, clip), forward values and gradients.
@@ -371,16 +378,23 @@ def _query_nvidia_smi():
 def default_batch_size(estimate=None):
     """Samples attacked at once when the caller does not say.
 
-    On a CPU, 1 (batches are slower there, see ``bench/README.md``). On a GPU, as
-    many samples as :func:`gpu_memory_budget` holds at ``estimate.bytes_per_sample``
-    each, clamped to [1, 512]; 32 when the budget or the estimate is unknown.
+    On a CPU, 16 when the per-sample statistics networks and their Adam moments fit
+    in ``CPU_CACHED_NETWORK_BYTES`` (they stay in the caches and batches pay), else 1
+    (streamed networks run slower per sample in batches there, see
+    ``bench/README.md``). On a GPU, as many samples as :func:`gpu_memory_budget`
+    holds at ``estimate.bytes_per_sample`` each, clamped to [1, 512]; 32 when the
+    budget or the estimate is unknown.
 
     Args:
         estimate: The attack's :class:`MemoryEstimate`, a function returning it
-            (called on a GPU only) or ``None``.
+            or ``None``.
     """
     if not tf.config.list_physical_devices("GPU"):
-        return 1
+        if callable(estimate):
+            estimate = estimate()
+        networks = 0 if estimate is None else (
+            estimate.inputs.get("statistics networks", 0) + estimate.inputs.get("Adam moments", 0))
+        return CPU_CACHED_BATCH_SIZE if 0 < networks <= CPU_CACHED_NETWORK_BYTES else 1
     budget = gpu_memory_budget()
     if callable(estimate):
         estimate = estimate()

@@ -77,7 +77,9 @@ class MinMaxAttack(Attack):
             the published autoencoder attacks: 0.25; the published SimCLR attack:
             0.5, which lets c grow faster).
         batch_size: Samples attacked together; results do not depend on it.
-            Default 1 on a CPU (fastest there); on a GPU as many as its free
+            Default on a CPU 1, or 16 when the statistics networks are
+            cache-sized (the random view's; see ``memory.default_batch_size``);
+            on a GPU as many as its free
             memory holds (:func:`~uae_tf.attacks.estimate_attack_memory`), up to
             512. A batch that runs out of memory is halved and retried.
         seed: Seed of every random choice (networks, permutations, projections).

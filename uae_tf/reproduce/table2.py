@@ -49,7 +49,6 @@ import numpy as np
 from uae_tf import datasets, metrics
 from uae_tf._argtypes import add_attack_batch_size_argument, int_at_least
 from uae_tf._io import write_npz_atomic
-from uae_tf.attacks.memory import default_batch_size
 from uae_tf.attacks import MinMaxAttack
 from uae_tf.criteria import MarginCriterion
 from uae_tf.models.classifiers import predict_labels
@@ -79,10 +78,6 @@ FIGURE = "fig1_examples.png"
 FIGURE_SAMPLES = 8
 CHUNK_SIZE = 16
 KID_SCALE = 100  # The paper's Table 2 prints KID x 100.
-# The random view's statistics networks are small: on 2 cores a batch of 16 samples
-# took half the time per sample of batch 1 (the conv view's is fastest at batch 1).
-RANDOM_VIEW_BATCH_SIZE = 16
-
 # The CPU default: 32 correctly classified mnist5k test digits, T = 100 iterations
 # (as figure3), 3 random-view runs; the classifiers trained 15 epochs (as table3).
 CPU = {"n": 32, "steps": 100, "runs": 3, "classifier_epochs": 15}
@@ -121,8 +116,8 @@ def run_table2(
             ``"classifier"``, ``"inception"`` or the path of a ``.keras`` feature
             model (see the module docstring).
         attack_batch_size: Samples attacked at once; does not change the results.
-            Default: the attacks' for the conv view (1 on a CPU, from the free
-            memory on a GPU), and 16 on a CPU or 32 on a GPU for the random view.
+            Default: the attack's (1 on a CPU for the conv view, 16 for the
+            random view, from the free memory on a GPU).
         seed: Seed of the classifier and of the attacks.
         verbose: Print progress.
 
@@ -265,8 +260,8 @@ def add_arguments(parser):
         "(default: auto, inception on cifar10 and classifier otherwise)",
     )
     add_attack_batch_size_argument(
-        parser, default="the attack's for the conv view (1 on a CPU, from the free memory on "
-        "a GPU); 16 on a CPU, 32 on a GPU for the random view"
+        parser, default="the attack's: 1 on a CPU for the conv view, 16 for the random view; "
+        "from the free memory on a GPU"
     )
     _supervised.add_run_arguments(parser, seed_of="the classifier and of the attacks")
 
@@ -287,8 +282,6 @@ def _attack(criterion, view, steps, num_projections, seed, batch_size):
     similarity = {"name": "mine", "view": view}
     if view == "random":
         similarity["num_projections"] = num_projections
-        if batch_size is None:
-            batch_size = max(default_batch_size(), RANDOM_VIEW_BATCH_SIZE)
     return MinMaxAttack(criterion, similarity=similarity, steps=steps, epsilon=EPSILON,
                         seed=seed, batch_size=batch_size)
 

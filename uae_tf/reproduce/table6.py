@@ -112,8 +112,8 @@ def run_table6(
         max_tries: Runs of the convergence rule at most (default: the preset's).
         initial_perturbation: delta_0 of the attack (see :class:`uae_tf.MinMaxAttack`).
         attack_batch_size: Samples attacked at once; does not change the results
-            (default: fast 32; paper the attack's: 1 on a CPU, from the free memory
-            on a GPU).
+            (default: fast 32; paper the attack's: 1 on a CPU for the conv view,
+            from the free memory on a GPU).
         seed: First seed.
         data_dir: Cache directory of the downloaded datasets.
         verbose: Print progress, one line per step.
@@ -317,8 +317,8 @@ def add_arguments(parser):
                         help="epochs of 'mine-uae' (default: as --epochs)")
     parser.add_argument("--max-tries", type=int_at_least(1), metavar="N",
                         help="runs of the convergence rule at most (default: fast 1, paper 5)")
-    add_attack_batch_size_argument(parser, default="fast 32; paper the attack's: 1 on a CPU, "
-                                   "from the free memory on a GPU")
+    add_attack_batch_size_argument(parser, default="fast 32; paper the attack's: 1 on a CPU "
+                                   "for the conv view, from the free memory on a GPU")
     parser.add_argument("--data-dir", metavar="DIR", help="cache directory of the datasets")
     add_quiet_argument(parser)
     parser.add_argument("--out", required=True, metavar="DIR", help="experiment directory")
