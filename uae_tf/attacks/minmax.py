@@ -79,9 +79,9 @@ class MinMaxAttack(Attack):
         batch_size: Samples attacked together; results do not depend on it.
             Default on a CPU 1, or 16 when the statistics networks are
             cache-sized (the random view's; see ``memory.default_batch_size``);
-            on a GPU as many as its free
-            memory holds (:func:`~uae_tf.attacks.estimate_attack_memory`), up to
-            512. A batch that runs out of memory is halved and retried.
+            on a GPU as many as its free memory holds
+            (:func:`~uae_tf.attacks.estimate_attack_memory`), up to 512. A batch
+            that runs out of memory is halved and retried.
         seed: Seed of every random choice (networks, permutations, projections).
         jit_compile: Compile the attack loop with XLA (fuses the per-sample Adam
             updates, about 2x faster on a CPU). ``"auto"`` falls back to plain

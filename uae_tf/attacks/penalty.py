@@ -103,7 +103,8 @@ class PenaltyAttack(Attack):
             (paper: 1e9).
         batch_size: Samples attacked together; results do not depend on it.
             Default as :class:`MinMaxAttack`'s: on a CPU 1 (16 for cache-sized
-            statistics networks), from the free memory on a GPU; halved and retried when it runs out of memory.
+            statistics networks), from the free memory on a GPU; halved and
+            retried when it runs out of memory.
         seed: Seed of every random choice.
         jit_compile: Compile each search step's loop with XLA (``"auto"`` falls
             back to graph mode when the model does not compile).
