@@ -190,8 +190,8 @@ def main():
     rows = []
     for view_name in args.views:
         view = make_view(view_name, model, x.shape[1:], seed=0)
-        k = view(tf.constant(x[:1])).shape[1]
-        network = mine.StatisticsNetwork(view(tf.constant(x[:1])).shape[2:])
+        view_shape = view(tf.constant(x[:1])).shape
+        k, network = view_shape[1], mine.StatisticsNetwork(view_shape[2:])
         step_flops, step_bytes = cost_per_mine_step(network, k)
         paper = presets.get_preset("paper")
         peer_delta, peer_mine = time_peer(
