@@ -35,7 +35,7 @@ import tensorflow as tf  # noqa: E402
 
 import autoencoders  # noqa: E402
 from uae_tf import datasets, mine, presets  # noqa: E402
-from uae_tf.attacks import MinMaxAttack, memory  # noqa: E402
+from uae_tf.attacks import MinMaxAttack  # noqa: E402
 from uae_tf.criteria import ReconstructionCriterion  # noqa: E402
 from uae_tf.views import make_view  # noqa: E402
 
@@ -180,9 +180,8 @@ def main():
     model = autoencoders.reconstruction_model(trainer)
 
     gflops, gbps = machine_peaks()
-    default_batch = memory.default_batch_size()
     print(f"machine: matmul {gflops:.0f} GFLOP/s, memory copy {gbps:.1f} GB/s, "
-          f"{os.cpu_count()} cores, TF {tf.__version__}; default batch here: {default_batch}")
+          f"{os.cpu_count()} cores, TF {tf.__version__}")
     print()
     print("| view | preset | batch | s/sample | samples/s | peer s/sample | speed-up vs peer "
           "| GFLOP/sample | GB/sample | % matmul peak | % memory bw |")
@@ -204,6 +203,8 @@ def main():
             flops = steps * mine_steps * step_flops
             bytes_ = steps * mine_steps * step_bytes
             peer = steps * (peer_delta + mine_steps * peer_mine)
+            default_batch = MinMaxAttack(ReconstructionCriterion(model), **settings
+                                         ).resolve_batch_size(x.shape[1:])
             for batch_size in args.batch_sizes:
                 seconds = steps * time_attack(model, x, settings, batch_size,
                                               args.measure_steps, args.repeats)
