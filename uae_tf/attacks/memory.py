@@ -389,15 +389,13 @@ def default_batch_size(estimate=None):
         estimate: The attack's :class:`MemoryEstimate`, a function returning it
             or ``None``.
     """
+    if callable(estimate):
+        estimate = estimate()
     if not tf.config.list_physical_devices("GPU"):
-        if callable(estimate):
-            estimate = estimate()
         networks = 0 if estimate is None else (
             estimate.inputs.get("statistics networks", 0) + estimate.inputs.get("Adam moments", 0))
         return CPU_CACHED_BATCH_SIZE if 0 < networks <= CPU_CACHED_NETWORK_BYTES else 1
     budget = gpu_memory_budget()
-    if callable(estimate):
-        estimate = estimate()
     if estimate is None or budget is None:
         return UNKNOWN_GPU_BATCH_SIZE
     return int(np.clip(budget // estimate.bytes_per_sample, 1, MAX_BATCH_SIZE))
