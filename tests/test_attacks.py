@@ -210,6 +210,22 @@ def test_batch_gives_what_single_runs_give(conv_ae, mnist5k):
         assert one.success[0] == batched.success[i]
 
 
+def test_batched_matmul_attack_matches_plain_autodiff(conv_ae, mnist5k, monkeypatch):
+    # The statistics network's first layer spells its input gradient for XLA's CPU
+    # backend (mine.batched_matmul); the attack must give what tf.matmul's gives.
+    from uae_tf import mine
+
+    x = mnist5k[0][30:33]
+    kwargs = dict(seed=5, batch_size=3, steps=4, similarity={"name": "mine", "mine_steps": 2})
+    fast = MinMaxAttack(ReconstructionCriterion(conv_ae), **kwargs)(x)
+    monkeypatch.setattr(mine, "batched_matmul", tf.matmul)
+    plain = MinMaxAttack(ReconstructionCriterion(conv_ae), **kwargs)(x)
+    np.testing.assert_allclose(fast.x_adv, plain.x_adv, atol=1e-5)
+    np.testing.assert_allclose(fast.mi_history, plain.mi_history, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(fast.c_history, plain.c_history, rtol=1e-4)
+    np.testing.assert_array_equal(fast.success, plain.success)
+
+
 def test_random_view_on_dense_autoencoder(dense_ae, mnist5k):
     x = mnist5k[0][:8]
     similarity = MINESimilarity(mine_steps=3, num_projections=64)

@@ -83,3 +83,25 @@ def test_mine_is_near_zero_on_independent_data(rng):
 def test_estimate_rejects_mismatched_views(rng):
     with pytest.raises(ValueError, match="same shape"):
         mine.estimate_mutual_information(np.zeros((2, 5, 3)), np.zeros((2, 6, 3)))
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_batched_matmul_value_and_gradients_are_those_of_matmul(rng, jit_compile):
+    x = tf.constant(rng.normal(size=(3, 4, 37)), tf.float32)
+    kernel = tf.constant(rng.normal(size=(3, 37, 5)), tf.float32)
+    dy = tf.constant(rng.normal(size=(3, 4, 5)), tf.float32)
+
+    def value_and_grads(matmul):
+        @tf.function(jit_compile=jit_compile)
+        def run(x, kernel):
+            with tf.GradientTape() as tape:
+                tape.watch([x, kernel])
+                y = matmul(x, kernel)
+                loss = tf.reduce_sum(y * dy)
+            return (y, *tape.gradient(loss, [x, kernel]))
+
+        return run(x, kernel)
+
+    for got, want in zip(value_and_grads(mine.batched_matmul), value_and_grads(tf.matmul)):
+        scale = float(tf.reduce_max(tf.abs(want)))
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0, atol=1e-5 * scale)

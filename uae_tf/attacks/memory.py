@@ -73,8 +73,9 @@ UNKNOWN_GPU_BATCH_SIZE = 32
 # On a CPU: statistics networks (with both Adam moments) of at most this many bytes
 # per sample stay in the caches and batch well (the random view's 1.7 MB: a batch of
 # 8 took 0.72x the time per sample of batch 1, of 16 about half); larger ones (the
-# conv view's 146 MB) stream through memory, where XLA's batched CPU matmuls make a
-# batch slower per sample than batch 1 (bench/README.md).
+# conv view's 146 MB) stream through memory, where a batch of 4-8 runs at 0.86-1.10x
+# the time per sample of batch 1 (bench/README.md): no gain, so batch 1, the least
+# memory.
 CPU_CACHED_NETWORK_BYTES = 16 * 2**20
 CPU_CACHED_BATCH_SIZE = 16
 GPU_MEMORY_ENV = "UAE_GPU_MEMORY"
@@ -380,8 +381,8 @@ def default_batch_size(estimate=None):
 
     On a CPU, 16 when the per-sample statistics networks and their Adam moments fit
     in ``CPU_CACHED_NETWORK_BYTES`` (they stay in the caches and batches pay), else 1
-    (streamed networks run slower per sample in batches there, see
-    ``bench/README.md``). On a GPU, as many samples as :func:`gpu_memory_budget`
+    (streamed networks run no faster per sample in batches there, and batch 1 needs
+    the least memory; see ``bench/README.md``). On a GPU, as many samples as :func:`gpu_memory_budget`
     holds at ``estimate.bytes_per_sample`` each, clamped to [1, 512]; 32 when the
     budget or the estimate is unknown.
 
