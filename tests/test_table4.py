@@ -9,6 +9,7 @@ import pytest
 from uae_tf import cli, datasets
 from uae_tf.attacks._iteration import glorot_radius
 from uae_tf.generation import load_results
+from uae_tf.reproduce._retraining import paired_differences
 from uae_tf.reproduce.table4 import ROWS
 
 ARGS = [
@@ -52,6 +53,11 @@ def test_report_schema(table4):
     assert config["initial_perturbation"] == "glorot" and config["selection"] == "published"
     assert "tensorflow" in report["versions"]
     assert report["n_train"] == 24
+    paired = {p["method"]: p for p in report["paired"]}
+    assert set(paired) == set(ROWS) - {"mine-uae"}
+    assert paired["original"]["mean"] == pytest.approx(
+        rows["mine-uae"]["test_error"] - rows["original"]["test_error"])
+    assert paired["original"]["std"] is None
 
 
 def test_start_only_row_is_the_attacks_start_alone(table4):
@@ -68,6 +74,22 @@ def test_start_only_row_is_the_attacks_start_alone(table4):
     # The MINE-UAEs moved from that start by the attack's iterations only: nearer to
     # it than to x.
     assert np.abs(mine.x_adv - start.x_adv).mean() < np.abs(mine.x_adv - x).mean()
+
+
+def test_paired_differences_per_replicate():
+    def records(*errors):
+        return [{"test_reconstruction_error": e} for e in errors]
+
+    paired = paired_differences(
+        {"mine-uae": records(0.10, 0.20, 0.30), "a": records(0.11, 0.22, 0.33),
+         "b": records(0.09, 0.21, 0.30)},
+        "mine-uae", ("a", "mine-uae", "b"),
+    )
+    assert [p["method"] for p in paired] == ["a", "b"]
+    a, b = paired
+    np.testing.assert_allclose(a["differences"], [-0.01, -0.02, -0.03])
+    assert a["mean"] == pytest.approx(-0.02) and a["std"] == pytest.approx(0.01)
+    assert a["same_sign"] and not b["same_sign"]  # b: +0.01, -0.01, 0
 
 
 def test_report_files(table4):

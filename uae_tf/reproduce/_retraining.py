@@ -171,6 +171,41 @@ def summarize(records, rows, base):
     return summary
 
 
+def paired_differences(records, method, rows):
+    """``method``'s test error minus each other row's, replicate by replicate.
+
+    Replicate r of every row trains from the same initial weights (its seed), so the
+    per-replicate difference removes what the rows share, and a difference whose
+    sign holds in every replicate can be read even where it is smaller than the
+    rows' own spread over replicates.
+
+    Args:
+        records: As for :func:`summarize`.
+        method: The row compared (``"mine-uae"``).
+        rows: The methods, in the report's order; ``method`` itself is skipped.
+
+    Returns:
+        A list of dicts: ``method`` (the other row), ``differences`` (one per
+        replicate; negative: ``method`` has the lower error), ``mean``, ``std``
+        (``None`` with one replicate) and ``same_sign`` (every difference of one
+        strict sign).
+    """
+    own = np.array([r["test_reconstruction_error"] for r in records[method]])
+    paired = []
+    for other in rows:
+        if other == method:
+            continue
+        d = own - np.array([r["test_reconstruction_error"] for r in records[other]])
+        paired.append({
+            "method": other,
+            "differences": [float(v) for v in d],
+            "mean": float(d.mean()),
+            "std": float(d.std(ddof=1)) if len(d) > 1 else None,
+            "same_sign": bool(np.all(d < 0) or np.all(d > 0)),
+        })
+    return paired
+
+
 def experiment_config(dataset, arch, preset, seeds, seed, limit, view, epochs,
                       augmented_epochs, initial_perturbation, data_dir, **extra):
     """The settings every retraining experiment records, checked, plus ``extra``.

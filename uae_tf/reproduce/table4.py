@@ -54,6 +54,7 @@ from uae_tf.reproduce._retraining import (
     begin,
     experiment_config,
     generate_row,
+    paired_differences,
     same_steps_epochs,
     summarize,
     train_row,
@@ -192,6 +193,7 @@ def _report(records, config, seconds):
     paper_key = (paper.TABLE4_DATASET.get(config["dataset"]), config["arch"])
     return {
         "rows": rows,
+        "paired": paired_differences(records, "mine-uae", ROWS),
         "config": config,
         "paper": {"test_error": paper.TABLE4_ERROR.get(paper_key),
                   "asr": paper.TABLE4_ASR.get(paper_key), "dataset": paper_key[0]},
@@ -253,6 +255,26 @@ def _figures(out, x_train, run_seed, phi, mine, l2, n=8):
     fig.savefig(out / FIGURES[1], dpi=110)
 
 
+def _paired_markdown(report):
+    """The MINE-UAE row against every other, replicate by replicate (2+ replicates)."""
+    paired = report.get("paired") or []
+    if len(report["config"]["seeds"]) < 2 or not paired:
+        return []
+    rows = [
+        [f"mine-uae − {p['method']}", " ".join(f"{d:+.6f}" for d in p["differences"]),
+         f"{p['mean']:+.6f}", cell(p["std"], ".2g"), "yes" if p["same_sign"] else "no"]
+        for p in paired
+    ]
+    return [
+        "Paired over replicates (replicate r of every row starts from the same initial "
+        "weights; negative: MINE-UAE has the lower error):",
+        "",
+        *markdown_table(["difference", "per replicate", "mean", "std", "same sign in all"],
+                        rows),
+        "",
+    ]
+
+
 def _markdown(report):
     config = report["config"]
     paper_error = report["paper"]["test_error"] or {}
@@ -283,6 +305,7 @@ def _markdown(report):
             rows,
         ),
         "",
+        *_paired_markdown(report),
         "`std` is over replicates (`–` with one). `original-same-steps` trains on the "
         "originals alone for as many gradient steps as an augmented row. `start-only` "
         "augments with the attacks' start delta_0 alone (no iteration), filtered and "
