@@ -105,3 +105,12 @@ def test_batched_matmul_value_and_gradients_are_those_of_matmul(rng, jit_compile
     for got, want in zip(value_and_grads(mine.batched_matmul), value_and_grads(tf.matmul)):
         scale = float(tf.reduce_max(tf.abs(want)))
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0, atol=1e-5 * scale)
+
+
+def test_batched_matmul_gradient_of_an_empty_batch():
+    x, kernel = tf.zeros([0, 4, 6]), tf.zeros([0, 6, 3])
+    with tf.GradientTape() as tape:
+        tape.watch([x, kernel])
+        y = mine.batched_matmul(x, kernel)
+    dx, dk = tape.gradient(y, [x, kernel])
+    assert y.shape == (0, 4, 3) and dx.shape == x.shape and dk.shape == kernel.shape

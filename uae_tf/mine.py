@@ -193,7 +193,7 @@ def batched_matmul(x, kernel):
     conv view's first dense layer, D = 11,664, H = 512, K = 16). XLA's simplifier
     folds a bare transpose of a dot back into the slow form, so the product passes
     through a multiplication by a one that it cannot evaluate at compile time
-    (``1 + 0 * dy[0, 0, 0]``: exact, and NaN-propagating like the product).
+    (1 + 0 times dy's first element: exact, and NaN-propagating like the product).
 
     Args:
         x: ``[B, K, D]`` float32.
@@ -204,7 +204,8 @@ def batched_matmul(x, kernel):
     """
 
     def grad(dy):
-        opaque_one = 1.0 + 0.0 * dy[0, 0, 0]
+        # The first element of dy (none in an empty batch) scaled to 0.
+        opaque_one = 1.0 + 0.0 * tf.reduce_sum(dy[:1, :1, :1])
         dx = tf.transpose(tf.matmul(kernel, dy, transpose_b=True) * opaque_one, [0, 2, 1])
         return dx, tf.matmul(x, dy, transpose_a=True)
 
