@@ -382,9 +382,9 @@ def default_batch_size(estimate=None):
     On a CPU, 16 when the per-sample statistics networks and their Adam moments fit
     in ``CPU_CACHED_NETWORK_BYTES`` (they stay in the caches and batches pay), else 1
     (streamed networks run no faster per sample in batches there, and batch 1 needs
-    the least memory; see ``bench/README.md``). On a GPU, as many samples as :func:`gpu_memory_budget`
-    holds at ``estimate.bytes_per_sample`` each, clamped to [1, 512]; 32 when the
-    budget or the estimate is unknown.
+    the least memory; see ``bench/README.md``). On a GPU, as many samples as
+    :func:`gpu_memory_budget` holds at ``estimate.bytes_per_sample`` each, clamped
+    to [1, 512]; 32 when the budget or the estimate is unknown.
 
     Args:
         estimate: The attack's :class:`MemoryEstimate`, a function returning it
