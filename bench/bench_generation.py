@@ -7,7 +7,10 @@ memory bandwidth they reach, next to the same attack run as a one-sample loop of
 the published kind (the peer): TF1-style graph mode, one sample, one call per
 step with the result fetched to the host after each (the TF1 code's
 ``session.run`` per step), and TF's own fused Adam kernel (``ResourceApplyAdam``,
-what ``tf.compat.v1.train.AdamOptimizer`` runs).
+what ``tf.compat.v1.train.AdamOptimizer`` runs). The peer runs twice: with the
+statistics network spelled as the published one is (Keras-layout first-layer
+kernels) and with uae-tf's network (output-major kernels, faster for its kernels
+too), so that the second ratio is that of the loops alone.
 
 The cost of an attack is linear in its iterations T (every iteration does the same
 work), so each configuration runs ``--measure-steps`` iterations after a warm-up
@@ -95,23 +98,31 @@ def time_attack(model, x, settings, batch_size, measure_steps, repeats):
     return best_of(repeats, lambda: attack(batch)) / batch_size / measure_steps
 
 
-def time_peer(model, x, view, learning_rate, const, step_size, calls, repeats):
+PEER_NETWORKS = ("published", "uae-tf")
+
+
+def time_peer(model, x, view, learning_rate, const, step_size, calls, repeats, network_kind):
     """Seconds per delta step and per MINE step of a one-sample loop of the published kind.
 
     Graph mode without XLA (the TF1 executor's kernels), one ``tf.function`` call
     per step followed by a fetch to the host (the TF1 ``session.run``), the
     statistics network in variables and TF's fused ``ResourceApplyAdam`` with TF1
-    ``AdamOptimizer``'s beta-power variables. The view and the network are
-    uae-tf's, so both sides do the same arithmetic, including the first layer's
-    input gradient as ``mine.batched_matmul`` spells it (faster for the peer's
-    graph-mode kernels too: 44.4-47.8 s a ``paper`` sample against 46.4-49.9 with
-    autodiff's, alternating runs).
+    ``AdamOptimizer``'s beta-power variables. The view is uae-tf's; the network is
+    uae-tf's too (``network_kind="uae-tf"``: output-major first-layer kernels and
+    ``mine.matmul_output_major``, which make the peer's graph-mode kernels faster
+    too) or spelled as the published one is (``"published"``: Keras-layout
+    ``[D, H]`` kernels and autodiff of ``x @ kernel``). Both do the same arithmetic
+    on the same initial weights.
     """
     sample = tf.constant(x[:1])
     x_views = view(sample)
     k = x_views.shape[1]
     network = mine.StatisticsNetwork(x_views.shape[2:])
     initial = network.initialize(tf.constant([[0, 0]]))
+    if network_kind == "published":
+        network.first_layer_matmul = tf.matmul
+        initial = {name: tf.transpose(value, [0, 2, 1]) if name.endswith("_dense1_kernel")
+                   else value for name, value in initial.items()}
     names = sorted(initial)
     variables = [tf.Variable(initial[n]) for n in names]
     moments = [(tf.Variable(tf.zeros_like(v)), tf.Variable(tf.zeros_like(v))) for v in variables]
@@ -186,9 +197,10 @@ def main():
     print(f"machine: matmul {gflops:.0f} GFLOP/s, memory copy {gbps:.1f} GB/s, "
           f"{os.cpu_count()} cores, TF {tf.__version__}")
     print()
-    print("| view | preset | batch | s/sample | samples/s | peer s/sample | speed-up vs peer "
+    print("| view | preset | batch | s/sample | samples/s | published peer s/sample "
+          "| speed-up | uae-tf-network peer s/sample | speed-up "
           "| GFLOP/sample | GB/sample | % matmul peak | % memory bw |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     for view_name in args.views:
         view = make_view(view_name, model, x.shape[1:], seed=0)
@@ -196,16 +208,20 @@ def main():
         k, network = view_shape[1], mine.StatisticsNetwork(view_shape[2:])
         step_flops, step_bytes = cost_per_mine_step(network, k)
         paper = presets.get_preset("paper")
-        peer_delta, peer_mine = time_peer(
-            model, x, view, paper["similarity"]["learning_rate"], paper["initial_const"],
-            paper["step_size"], args.peer_calls, args.repeats)
+        peer_steps = {
+            kind: time_peer(
+                model, x, view, paper["similarity"]["learning_rate"], paper["initial_const"],
+                paper["step_size"], args.peer_calls, args.repeats, kind)
+            for kind in PEER_NETWORKS
+        }
         for preset in args.presets:
             settings = presets.get_preset(preset)
             settings["similarity"] = {**settings["similarity"], "view": view_name}
             steps, mine_steps = settings["steps"], settings["similarity"]["mine_steps"]
             flops = steps * mine_steps * step_flops
             bytes_ = steps * mine_steps * step_bytes
-            peer = steps * (peer_delta + mine_steps * peer_mine)
+            peers = {kind: steps * (delta + mine_steps * mine_step)
+                     for kind, (delta, mine_step) in peer_steps.items()}
             default_batch = MinMaxAttack(ReconstructionCriterion(model), **settings
                                          ).resolve_batch_size(x.shape[1:])
             for batch_size in args.batch_sizes:
@@ -218,8 +234,8 @@ def main():
                     "default_batch": batch_size == default_batch,
                     "seconds_per_sample": seconds,
                     "samples_per_second": 1 / seconds,
-                    "peer_seconds_per_sample": peer,
-                    "speedup_vs_peer": peer / seconds,
+                    "peer_seconds_per_sample": peers,
+                    "speedup_vs_peer": {kind: peer / seconds for kind, peer in peers.items()},
                     "gflop_per_sample": flops / 1e9,
                     "gb_per_sample": bytes_ / 1e9,
                     "mb_per_update": step_bytes / 1e6,
@@ -228,9 +244,11 @@ def main():
                 }
                 rows.append(row)
                 mark = " (default)" if row["default_batch"] else ""
+                peer_cells = "".join(f"| {peers[kind]:.2f} | {peers[kind] / seconds:.2f}x "
+                                     for kind in PEER_NETWORKS)
                 print(
                     f"| {view_name} | {preset} | {batch_size}{mark} | {seconds:.2f} "
-                    f"| {1 / seconds:.3f} | {peer:.2f} | {peer / seconds:.2f}x "
+                    f"| {1 / seconds:.3f} {peer_cells}"
                     f"| {row['gflop_per_sample']:.0f} | {row['gb_per_sample']:.1f} "
                     f"| {row['pct_matmul_peak']:.1f} | {row['pct_memory_bandwidth']:.1f} |",
                     flush=True,

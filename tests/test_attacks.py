@@ -210,15 +210,17 @@ def test_batch_gives_what_single_runs_give(conv_ae, mnist5k):
         assert one.success[0] == batched.success[i]
 
 
-def test_batched_matmul_attack_matches_plain_autodiff(conv_ae, mnist5k, monkeypatch):
-    # The statistics network's first layer spells its input gradient for XLA's CPU
-    # backend (mine.batched_matmul); the attack must give what tf.matmul's gives.
+def test_first_layer_spelling_matches_plain_autodiff(conv_ae, mnist5k, monkeypatch):
+    # The statistics network's first layers spell their products for XLA's CPU
+    # backend (mine.matmul_output_major); the attack must give what autodiff of
+    # the plain product gives.
     from uae_tf import mine
 
     x = mnist5k[0][30:33]
     kwargs = dict(seed=5, batch_size=3, steps=4, similarity={"name": "mine", "mine_steps": 2})
     fast = MinMaxAttack(ReconstructionCriterion(conv_ae), **kwargs)(x)
-    monkeypatch.setattr(mine, "batched_matmul", tf.matmul)
+    plain_matmul = staticmethod(lambda x, kernel: tf.matmul(x, kernel, transpose_b=True))
+    monkeypatch.setattr(mine.StatisticsNetwork, "first_layer_matmul", plain_matmul)
     plain = MinMaxAttack(ReconstructionCriterion(conv_ae), **kwargs)(x)
     np.testing.assert_allclose(fast.x_adv, plain.x_adv, atol=1e-5)
     np.testing.assert_allclose(fast.mi_history, plain.mi_history, rtol=1e-3, atol=1e-4)

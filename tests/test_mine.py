@@ -85,10 +85,14 @@ def test_estimate_rejects_mismatched_views(rng):
         mine.estimate_mutual_information(np.zeros((2, 5, 3)), np.zeros((2, 6, 3)))
 
 
+def _plain_output_major(x, kernel):
+    return tf.matmul(x, kernel, transpose_b=True)
+
+
 @pytest.mark.parametrize("jit_compile", [False, True])
-def test_batched_matmul_value_and_gradients_are_those_of_matmul(rng, jit_compile):
+def test_matmul_output_major_value_and_gradients_are_those_of_matmul(rng, jit_compile):
     x = tf.constant(rng.normal(size=(3, 4, 37)), tf.float32)
-    kernel = tf.constant(rng.normal(size=(3, 37, 5)), tf.float32)
+    kernel = tf.constant(rng.normal(size=(3, 5, 37)), tf.float32)
     dy = tf.constant(rng.normal(size=(3, 4, 5)), tf.float32)
 
     def value_and_grads(matmul):
@@ -102,15 +106,39 @@ def test_batched_matmul_value_and_gradients_are_those_of_matmul(rng, jit_compile
 
         return run(x, kernel)
 
-    for got, want in zip(value_and_grads(mine.batched_matmul), value_and_grads(tf.matmul)):
+    got_all = value_and_grads(mine.matmul_output_major)
+    for got, want in zip(got_all, value_and_grads(_plain_output_major)):
+        assert got.shape == want.shape
         scale = float(tf.reduce_max(tf.abs(want)))
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0, atol=1e-5 * scale)
 
 
-def test_batched_matmul_gradient_of_an_empty_batch():
-    x, kernel = tf.zeros([0, 4, 6]), tf.zeros([0, 6, 3])
+def test_matmul_output_major_of_an_empty_batch():
+    x, kernel = tf.zeros([0, 4, 6]), tf.zeros([0, 3, 6])
     with tf.GradientTape() as tape:
         tape.watch([x, kernel])
-        y = mine.batched_matmul(x, kernel)
+        y = mine.matmul_output_major(x, kernel)
     dx, dk = tape.gradient(y, [x, kernel])
     assert y.shape == (0, 4, 3) and dx.shape == x.shape and dk.shape == kernel.shape
+
+
+def test_matmul_output_major_keeps_a_non_finite_input_to_its_own_sample(rng):
+    x = rng.normal(size=(2, 4, 6)).astype("float32")
+    x[0, 0, 0] = np.inf
+    kernel = tf.constant(rng.normal(size=(2, 3, 6)), tf.float32)
+    y = mine.matmul_output_major(tf.constant(x), kernel).numpy()
+    assert not np.isfinite(y[0]).any()
+    np.testing.assert_allclose(y[1], _plain_output_major(x[1:], kernel[1:])[0], rtol=1e-5)
+
+
+def test_first_layer_kernels_are_output_major_with_keras_values():
+    net = mine.StatisticsNetwork((16,), hidden_units=8)
+    params = net.initialize(_seeds.sample_seeds(0, tf.constant([0, 1])))
+    assert params["x_dense1_kernel"].shape == (2, 8, 16)
+    assert params["x_dense2_kernel"].shape == (2, 8, 10)
+    # Drawn as a Keras (inputs, outputs) kernel and transposed: the same values.
+    index = sorted(net.shapes()).index("x_dense1_kernel")
+    seed = _seeds.fold_in(_seeds.sample_seeds(0, tf.constant([1])), index)[0]
+    limit = np.sqrt(6 / (16 + 8))
+    keras_order = tf.random.stateless_uniform([16, 8], seed=seed, minval=-limit, maxval=limit)
+    np.testing.assert_array_equal(params["x_dense1_kernel"][1], tf.transpose(keras_order))

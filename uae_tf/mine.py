@@ -49,6 +49,42 @@ def donsker_varadhan(t_joint, t_marginal):
     return tf.reduce_mean(t_joint, axis=-1) - log_mean_exp
 
 
+@tf.custom_gradient
+def matmul_output_major(x, kernel):
+    """``x @ kernel^T`` for ``[B, K, D]`` rows and ``[B, H, D]`` output-major kernels.
+
+    The statistics network's first dense layers store their kernels output-major,
+    ``[H, D]`` per sample (the layout of ``torch.nn.Linear.weight``), not Keras'
+    ``[D, H]``: the layer's three products then each run as the fast kind of dot on
+    XLA's CPU backend and on TF's kernels, a large row-major operand contracted
+    along its contiguous axis or streamed row by row. For the conv view's layer
+    (D = 11,664, H = 512, K = 16) the forward product is 3-4x faster than
+    ``x @ kernel`` on a ``[D, H]`` kernel (``bench/bench_first_layer.py``).
+
+    The forward product is computed as ``(kernel @ x^T)^T``; XLA's simplifier folds
+    a bare transpose of a dot back into the slow form, so the product passes
+    through a multiplication by a one it cannot evaluate at compile time
+    (``1 + 0 * x[b, 0, 0]`` per sample: exact for finite inputs, and a non-finite
+    first element makes only its own sample's outputs NaN). The gradients are
+    ``dy @ kernel`` and ``dy^T @ x``, what autodiff of ``tf.matmul(x, kernel,
+    transpose_b=True)`` gives.
+
+    Args:
+        x: ``[B, K, D]`` float32.
+        kernel: ``[B, H, D]`` float32.
+
+    Returns:
+        ``[B, K, H]``.
+    """
+    opaque_one = 1.0 + 0.0 * x[:, :1, :1]
+    y = tf.transpose(tf.matmul(kernel, x, transpose_b=True) * opaque_one, [0, 2, 1])
+
+    def grad(dy):
+        return tf.matmul(dy, kernel), tf.matmul(dy, x, transpose_a=True)
+
+    return y, grad
+
+
 class StatisticsNetwork:
     """The per-sample statistics network T_theta, with weights batched over samples.
 
@@ -68,7 +104,14 @@ class StatisticsNetwork:
     >>> net = StatisticsNetwork((28, 28, 1))
     >>> params = net.initialize(_seeds.sample_seeds(0, tf.range(4)))
     >>> t_joint, t_marginal = net(params, x_views, y_views, permutation)
+
+    Attributes:
+        first_layer_matmul: ``(rows, kernel) -> rows @ kernel^T`` for the first dense
+            layers' output-major kernels; :func:`matmul_output_major`. Tests and the
+            benchmarks swap in other spellings of the same product.
     """
+
+    first_layer_matmul = staticmethod(matmul_output_major)
 
     def __init__(self, view_shape, hidden_units=512, features=10, conv_filters=16):
         view_shape = tuple(int(d) for d in view_shape)
@@ -90,7 +133,12 @@ class StatisticsNetwork:
         self.conv_filters = int(conv_filters)
 
     def shapes(self):
-        """Returns ``{name: (shape of one sample's tensor, fan_in, fan_out)}``."""
+        """Returns ``{name: (shape of one sample's tensor, fan_in, fan_out)}``.
+
+        The first dense layers' kernels ``*_dense1_kernel`` are stored output-major,
+        ``(hidden_units, inputs)`` (see :func:`matmul_output_major`); the other
+        kernels in Keras' ``(inputs, outputs)`` order.
+        """
         f, h = self.features, self.hidden_units
         shapes = {}
         for branch in ("x", "y"):
@@ -98,7 +146,7 @@ class StatisticsNetwork:
                 # 2x2x1 kernels flattened to 4 rows; Keras' fan for a conv kernel.
                 shapes[f"{branch}_conv_kernel"] = ((4, self.conv_filters), 4, 4 * self.conv_filters)
                 shapes[f"{branch}_conv_bias"] = ((self.conv_filters,), None, None)
-            shapes[f"{branch}_dense1_kernel"] = ((self._flat_dim, h), self._flat_dim, h)
+            shapes[f"{branch}_dense1_kernel"] = ((h, self._flat_dim), self._flat_dim, h)
             shapes[f"{branch}_dense1_bias"] = ((h,), None, None)
             shapes[f"{branch}_dense2_kernel"] = ((h, f), h, f)
             shapes[f"{branch}_dense2_bias"] = ((f,), None, None)
@@ -126,13 +174,19 @@ class StatisticsNetwork:
                 continue
             limit = math.sqrt(6.0 / (fan_in + fan_out))
             tensor_seeds = _seeds.fold_in(seeds, i)
+            # Output-major kernels are drawn in (inputs, outputs) order and
+            # transposed, so that they hold the values a Keras Dense kernel would.
+            output_major = name.endswith("_dense1_kernel")
+            draw_shape = shape[::-1] if output_major else shape
             params[name] = tf.map_fn(
-                lambda s, shape=shape, limit=limit: tf.random.stateless_uniform(
+                lambda s, shape=draw_shape, limit=limit: tf.random.stateless_uniform(
                     shape, seed=s, minval=-limit, maxval=limit
                 ),
                 tensor_seeds,
                 fn_output_signature=tf.float32,
             )
+            if output_major:
+                params[name] = tf.transpose(params[name], [0, 2, 1])
         return params
 
     def branch(self, params, views, prefix):
@@ -149,7 +203,7 @@ class StatisticsNetwork:
             flat = tf.reshape(conv, [batch, k, self._flat_dim])
         else:
             flat = tf.reshape(views, [batch, k, self._flat_dim])
-        hidden = batched_matmul(flat, params[f"{prefix}_dense1_kernel"])
+        hidden = self.first_layer_matmul(flat, params[f"{prefix}_dense1_kernel"])
         hidden += params[f"{prefix}_dense1_bias"][:, None, :]
         out = tf.matmul(hidden, params[f"{prefix}_dense2_kernel"])
         return out + params[f"{prefix}_dense2_bias"][:, None, :]
@@ -179,37 +233,6 @@ class StatisticsNetwork:
     def mutual_information(self, params, x_views, y_views, permutation):
         """Returns the ``[B]`` Donsker-Varadhan estimates I(x, x + delta)."""
         return donsker_varadhan(*self(params, x_views, y_views, permutation))
-
-
-@tf.custom_gradient
-def batched_matmul(x, kernel):
-    """``x @ kernel`` for ``[B, K, D]`` rows and ``[B, D, H]`` per-sample kernels.
-
-    The value and the gradients are those of ``tf.matmul(x, kernel)``; only how the
-    input gradient is spelled differs. Autodiff writes it ``dy @ kernel^T``, a
-    batched dot contracting the kernel's minor axis, which XLA's CPU backend runs
-    1.4x (batch 1) to 6x (batch 4-8) slower than the same product computed as
-    ``(kernel @ dy^T)^T`` (measured by ``bench/bench_input_gradient.py`` for the
-    conv view's first dense layer, D = 11,664, H = 512, K = 16). XLA's simplifier
-    folds a bare transpose of a dot back into the slow form, so the product passes
-    through a multiplication by a one that it cannot evaluate at compile time
-    (1 + 0 times dy's first element: exact, and NaN-propagating like the product).
-
-    Args:
-        x: ``[B, K, D]`` float32.
-        kernel: ``[B, D, H]`` float32.
-
-    Returns:
-        ``[B, K, H]``.
-    """
-
-    def grad(dy):
-        # The first element of dy (none in an empty batch) scaled to 0.
-        opaque_one = 1.0 + 0.0 * tf.reduce_sum(dy[:1, :1, :1])
-        dx = tf.transpose(tf.matmul(kernel, dy, transpose_b=True) * opaque_one, [0, 2, 1])
-        return dx, tf.matmul(x, dy, transpose_a=True)
-
-    return tf.matmul(x, kernel), grad
 
 
 def adam_init(params):
