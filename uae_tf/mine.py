@@ -16,9 +16,11 @@ The mutual information is its Donsker-Varadhan bound (Algorithm 2, line 7)::
 
     I = mean_k T(x_k, y_k) - log mean_k exp T(x_k, y_pi(k))
 
-with pi a random permutation of the K views. Theta is trained by Adam with the
-TF1 ``AdamOptimizer`` update the published code used (epsilon 1e-8 added to
-sqrt(v), bias correction folded into the step size).
+with pi a random permutation of the K views. The first dense layers keep their
+kernels output-major, ``[512, inputs]`` (see :func:`matmul_output_major`): a
+storage layout for speed, with the same initial values and the same products.
+Theta is trained by Adam with the TF1 ``AdamOptimizer`` update the published code
+used (epsilon 1e-8 added to sqrt(v), bias correction folded into the step size).
 """
 
 import math
