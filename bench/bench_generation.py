@@ -121,8 +121,9 @@ def time_peer(model, x, view, learning_rate, const, step_size, calls, repeats, n
     initial = network.initialize(tf.constant([[0, 0]]))
     if network_kind == "published":
         network.first_layer_matmul = tf.matmul
-        initial = {name: tf.transpose(value, [0, 2, 1]) if name.endswith("_dense1_kernel")
-                   else value for name, value in initial.items()}
+        initial = {name: tf.transpose(value, [0, 2, 1])
+                   if name in network.OUTPUT_MAJOR_KERNELS else value
+                   for name, value in initial.items()}
     names = sorted(initial)
     variables = [tf.Variable(initial[n]) for n in names]
     moments = [(tf.Variable(tf.zeros_like(v)), tf.Variable(tf.zeros_like(v))) for v in variables]

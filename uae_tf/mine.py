@@ -117,6 +117,8 @@ class StatisticsNetwork:
     """
 
     first_layer_matmul = staticmethod(matmul_output_major)
+    #: The kernels stored output-major, ``(hidden_units, inputs)`` per sample.
+    OUTPUT_MAJOR_KERNELS = ("x_dense1_kernel", "y_dense1_kernel")
 
     def __init__(self, view_shape, hidden_units=512, features=10, conv_filters=16):
         view_shape = tuple(int(d) for d in view_shape)
@@ -140,9 +142,9 @@ class StatisticsNetwork:
     def shapes(self):
         """Returns ``{name: (shape of one sample's tensor, fan_in, fan_out)}``.
 
-        The first dense layers' kernels ``*_dense1_kernel`` are stored output-major,
-        ``(hidden_units, inputs)`` (see :func:`matmul_output_major`); the other
-        kernels in Keras' ``(inputs, outputs)`` order.
+        The kernels in ``OUTPUT_MAJOR_KERNELS`` (the first dense layers') are stored
+        output-major, ``(hidden_units, inputs)`` (see :func:`matmul_output_major`);
+        the other kernels in Keras' ``(inputs, outputs)`` order.
         """
         f, h = self.features, self.hidden_units
         shapes = {}
@@ -181,7 +183,7 @@ class StatisticsNetwork:
             tensor_seeds = _seeds.fold_in(seeds, i)
             # Output-major kernels are drawn in (inputs, outputs) order and
             # transposed, so that they hold the values a Keras Dense kernel would.
-            output_major = name.endswith("_dense1_kernel")
+            output_major = name in self.OUTPUT_MAJOR_KERNELS
             draw_shape = shape[::-1] if output_major else shape
             params[name] = tf.map_fn(
                 lambda s, shape=draw_shape, limit=limit: tf.random.stateless_uniform(
