@@ -8,7 +8,8 @@ keeps its results in a directory::
     OUT/config.json          what produced the results (refused if it changes)
     OUT/chunks/NNNNNNNN.npz  one file per finished batch, written atomically
     OUT/uae.npz              all results, in dataset order (when complete)
-    OUT/summary.json         n, asr, mean_mi, seconds, samples_per_second, config, versions
+    OUT/summary.json         n, asr, mean_mi, seconds, samples_per_second, config, versions,
+                             execution (XLA or not, MINE kernel)
                              (seconds: the attack time summed over the chunks, so
                              with shards or Ray workers at once, compute, not wall time)
 
@@ -270,10 +271,19 @@ def generate(
         "samples_per_second": n / seconds if seconds > 0 else None,
         "config": run_config,
         "versions": versions(),
+        "execution": _execution(attack if pool is None else None),
     }
     write_json_atomic(out / SUMMARY_FILE, summary)
     return GenerationResults(**arrays, summary=summary, path=out,
                              sha256=file_sha256(out / RESULTS_FILE))
+
+
+def _execution(attack):
+    """How the local attack ran: XLA or graph mode, and the MINE kernel (``None``: unknown,
+    e.g. on Ray actors, or no MINE)."""
+    native = getattr(getattr(attack, "similarity", None), "uses_native_kernel", None)
+    return {"xla": None if attack is None else attack.uses_xla,
+            "mine_kernel": None if native is None else ("native" if native else "tf")}
 
 
 def _check_engine(engine, criterion, ray_address, workers, gpus_per_worker):

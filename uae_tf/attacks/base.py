@@ -110,8 +110,9 @@ class Attack(abc.ABC):
             :meth:`resolve_batch_size`. A batch that runs out of device memory is
             halved and retried, and the attack keeps the smaller size.
         seed: Seed of every random choice; sample i's depend on ``(seed, indices[i])``.
-        jit_compile: ``True``, ``False`` or ``"auto"`` (XLA, falling back to graph
-            mode with a warning when the model does not compile).
+        jit_compile: ``True``, ``False`` or ``"auto"`` (XLA when the similarity's
+            ops allow it, :meth:`Similarity.compiles_with_xla`, falling back to
+            graph mode with a warning when the model does not compile).
         verbose: Show a progress bar.
     """
 
@@ -262,13 +263,16 @@ class Attack(abc.ABC):
         return x, labels, indices
 
     def _run_loop(self, *args):
-        """Runs ``_attack_loop(*args)`` compiled: with XLA unless ``jit_compile=False``.
+        """Runs ``_attack_loop(*args)`` compiled: with XLA or in graph mode.
 
-        With ``jit_compile="auto"``, a loop XLA cannot compile is compiled again in
-        graph mode, once, with a warning; ``uses_xla`` then says ``False``.
+        XLA with ``jit_compile=True``; with ``"auto"`` when the similarity's ops
+        allow it (:meth:`Similarity.compiles_with_xla`), and a loop XLA cannot
+        compile is compiled again in graph mode, once, with a warning; ``uses_xla``
+        says which ran.
         """
         if self._loop is None:
-            self._compile(self.jit_compile is not False)
+            allowed = self._compiles_with_xla()
+            self._compile(self.jit_compile is True or (self.jit_compile == "auto" and allowed))
         try:
             return self._loop(*args)
         except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as error:
@@ -281,6 +285,11 @@ class Attack(abc.ABC):
             )
             self._compile(False)
             return self._loop(*args)
+
+    def _compiles_with_xla(self):
+        """Whether the loop's ops allow XLA (``True``; attacks with a similarity ask it)."""
+        similarity = getattr(self, "similarity", None)
+        return True if similarity is None else similarity.compiles_with_xla(self.jit_compile)
 
     def _compile(self, xla):
         self._uses_xla = xla

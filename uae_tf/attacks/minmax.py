@@ -83,10 +83,13 @@ class MinMaxAttack(Attack):
             (:func:`~uae_tf.attacks.estimate_attack_memory`), up to 512. A batch
             that runs out of memory is halved and retried.
         seed: Seed of every random choice (networks, permutations, projections).
-        jit_compile: Compile the attack loop with XLA (fuses the per-sample Adam
-            updates, about 2x faster on a CPU). ``"auto"`` falls back to plain
-            graph mode, with a warning, when the model has ops XLA cannot compile;
-            ``uses_xla`` then says ``False``.
+        jit_compile: Compile the attack loop with XLA (``True``; about 2x faster
+            than graph mode with TensorFlow's kernels) or not (``False``).
+            ``"auto"`` (default): XLA, unless the similarity trains its networks
+            with the fused CPU op (``MINESimilarity(kernel="native")``, what
+            ``kernel="auto"`` picks on a CPU for the conv view), which runs in
+            graph mode; and plain graph mode, with a warning, when the model has
+            ops XLA cannot compile. ``uses_xla`` says which ran.
         verbose: Show a progress bar.
         selection: Which iterates count as successful: ``"published"`` (default;
             for MINE with an unsupervised criterion, ``f <= 0`` and a positive MI

@@ -106,8 +106,9 @@ class PenaltyAttack(Attack):
             statistics networks), from the free memory on a GPU; halved and
             retried when it runs out of memory.
         seed: Seed of every random choice.
-        jit_compile: Compile each search step's loop with XLA (``"auto"`` falls
-            back to graph mode when the model does not compile).
+        jit_compile: Compile each search step's loop with XLA (``"auto"``: unless
+            the similarity uses the fused CPU op, and falling back to graph mode
+            when the model does not compile; see :class:`MinMaxAttack`).
         verbose: Show a progress bar.
         selection: Which iterates count as successful, ``"published"`` (default)
             or ``"algorithm1"`` (see :class:`MinMaxAttack`).

@@ -72,7 +72,10 @@ def _differences(old, new, key=""):
 def attack_config(attack):
     """The settings of ``attack`` that identify its results, for a run's config.
 
-    ``jit_compile`` is left out: it changes how fast the attack runs, not what it
-    returns.
+    ``jit_compile`` and the similarity's ``kernel`` are left out: they change how
+    fast the attack runs, not what it returns (beyond float rounding).
     """
-    return {k: v for k, v in attack.get_config().items() if k != "jit_compile"}
+    config = {k: v for k, v in attack.get_config().items() if k != "jit_compile"}
+    if isinstance(config.get("similarity"), dict):
+        config["similarity"] = {k: v for k, v in config["similarity"].items() if k != "kernel"}
+    return config
