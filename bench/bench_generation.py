@@ -1,7 +1,9 @@
 """Benchmark: MINE-UAE generation throughput of the conv autoencoder on MNIST.
 
-Prints, for the ``paper`` and ``fast`` presets, the conv and random views and
-several batch sizes, the time per sample, samples per second, the estimated FLOPs
+Prints, for the ``paper`` and ``fast`` presets, the conv and random views, the
+statistics networks' kernels (``MINESimilarity(kernel=...)``: what ``"auto"``
+picks, the fused native CPU op for the conv view, and TensorFlow's ops under XLA)
+and several batch sizes, the time per sample, samples per second, the estimated FLOPs
 and bytes per sample and the fraction of this machine's measured matmul peak and
 memory bandwidth they reach, next to the same attack run as a one-sample loop of
 the published kind (the peer): TF1-style graph mode, one sample, one call per
@@ -63,19 +65,27 @@ def machine_peaks():
     return gflops, gbps
 
 
-def cost_per_mine_step(network, k):
+#: Passes over the first dense layers' kernels per statistics-network step. ``tf``:
+#: read in the forward and twice in the backward pass, the gradient written, and a
+#: fused Adam update reading weight, gradient and both moments and writing three
+#: (XLA's CPU backend makes 13 of it: its three Adam fusions each read the
+#: gradient). ``native`` (uae_tf._native): read in the forward pass, then one pass
+#: reading weight and moments and writing the three.
+PASSES = {"tf": 3 + 1 + 7, "native": 1 + 6}
+
+
+def cost_per_mine_step(network, k, kernel):
     """Estimated FLOPs and bytes of one statistics-network Adam step for one sample.
 
     FLOPs: forward, and backward for weights and inputs, of the two branches' dense
-    layers (the conv and small layers are < 1%). Bytes: the dense kernels are read
-    in the forward and twice in the backward pass, their gradient is written, and a
-    fused Adam update reads weight, gradient and both moments and writes three
-    (11 passes); kernels that fit in this CPU's caches (the random view's 0.26 MB)
-    move these bytes between caches and cores, not through main memory.
+    layers (the conv and small layers are < 1%). Bytes: ``PASSES[kernel]`` passes
+    over the dense kernels; kernels that fit in this CPU's caches (the random
+    view's 0.26 MB) move these bytes between caches and cores, not through main
+    memory.
     """
     params = network._flat_dim * network.hidden_units + network.hidden_units * network.features
     flops = 2 * 3 * 2 * k * params  # 2 branches x (forward + 2 backward) x 2 flop/MAC
-    bytes_ = 2 * 4 * params * (3 + 1 + 7)
+    bytes_ = 2 * 4 * params * PASSES[kernel]
     return flops, bytes_
 
 
@@ -96,6 +106,14 @@ def time_attack(model, x, settings, batch_size, measure_steps, repeats):
     batch = x[:batch_size]
     attack(batch)  # compile
     return best_of(repeats, lambda: attack(batch)) / batch_size / measure_steps
+
+
+def resolved_kernel(model, input_shape, settings):
+    """The statistics networks' kernel ``kernel="auto"`` picks for these settings."""
+    attack = MinMaxAttack(ReconstructionCriterion(model), **settings)
+    attack._build(input_shape)
+    attack.similarity.compiles_with_xla(attack.jit_compile)
+    return "native" if attack.similarity.uses_native_kernel else "tf"
 
 
 PEER_NETWORKS = ("published", "uae-tf")
@@ -180,6 +198,9 @@ def main():
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--presets", nargs="+", default=["paper", "fast"])
     parser.add_argument("--views", nargs="+", default=["conv", "random"])
+    parser.add_argument("--kernels", nargs="+", default=["auto", "tf"],
+                        help="MINESimilarity kernels; 'auto' resolves per view, and a "
+                             "kernel is timed once per view and preset")
     parser.add_argument("--measure-steps", type=int, default=2)
     parser.add_argument("--peer-calls", type=int, default=10,
                         help="calls per timing of each of the peer's two steps")
@@ -198,16 +219,15 @@ def main():
     print(f"machine: matmul {gflops:.0f} GFLOP/s, memory copy {gbps:.1f} GB/s, "
           f"{os.cpu_count()} cores, TF {tf.__version__}")
     print()
-    print("| view | preset | batch | s/sample | samples/s | published peer s/sample "
+    print("| view | preset | kernel | batch | s/sample | samples/s | published peer s/sample "
           "| speed-up | uae-tf-network peer s/sample | speed-up "
-          "| GFLOP/sample | GB/sample | % matmul peak | % memory bw |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| GFLOP/sample | MB/update | GB/sample | % matmul peak | % memory bw |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     for view_name in args.views:
         view = make_view(view_name, model, x.shape[1:], seed=0)
         view_shape = view(tf.constant(x[:1])).shape
         k, network = view_shape[1], mine.StatisticsNetwork(view_shape[2:])
-        step_flops, step_bytes = cost_per_mine_step(network, k)
         paper = presets.get_preset("paper")
         peer_steps = {
             kind: time_peer(
@@ -215,10 +235,18 @@ def main():
                 paper["step_size"], args.peer_calls, args.repeats, kind)
             for kind in PEER_NETWORKS
         }
+        runs = []
         for preset in args.presets:
-            settings = presets.get_preset(preset)
-            settings["similarity"] = {**settings["similarity"], "view": view_name}
+            for setting in args.kernels:
+                settings = presets.get_preset(preset)
+                settings["similarity"] = {**settings["similarity"], "view": view_name,
+                                          "kernel": setting}
+                kernel = resolved_kernel(model, x.shape[1:], settings)
+                if all(kernel != done for p, done, _ in runs if p == preset):
+                    runs.append((preset, kernel, settings))
+        for preset, kernel, settings in runs:
             steps, mine_steps = settings["steps"], settings["similarity"]["mine_steps"]
+            step_flops, step_bytes = cost_per_mine_step(network, k, kernel)
             flops = steps * mine_steps * step_flops
             bytes_ = steps * mine_steps * step_bytes
             peers = {kind: steps * (delta + mine_steps * mine_step)
@@ -231,6 +259,7 @@ def main():
                 row = {
                     "view": view_name,
                     "preset": preset,
+                    "kernel": kernel,
                     "batch_size": batch_size,
                     "default_batch": batch_size == default_batch,
                     "seconds_per_sample": seconds,
@@ -248,9 +277,10 @@ def main():
                 peer_cells = "".join(f"| {peers[kind]:.2f} | {peers[kind] / seconds:.2f}x "
                                      for kind in PEER_NETWORKS)
                 print(
-                    f"| {view_name} | {preset} | {batch_size}{mark} | {seconds:.2f} "
+                    f"| {view_name} | {preset} | {kernel} | {batch_size}{mark} | {seconds:.2f} "
                     f"| {1 / seconds:.3f} {peer_cells}"
-                    f"| {row['gflop_per_sample']:.0f} | {row['gb_per_sample']:.1f} "
+                    f"| {row['gflop_per_sample']:.0f} | {row['mb_per_update']:.0f} "
+                    f"| {row['gb_per_sample']:.1f} "
                     f"| {row['pct_matmul_peak']:.1f} | {row['pct_memory_bandwidth']:.1f} |",
                     flush=True,
                 )
