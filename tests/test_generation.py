@@ -50,9 +50,12 @@ def test_results_and_summary_are_written(run):
     assert summary["seconds"] > 0 and summary["samples_per_second"] > 0
     assert summary["config"]["attack"]["steps"] == 3
     assert {"tensorflow", "keras", "uae_tf"} <= set(summary["versions"])
-    # How it ran: the conv view's networks on this CPU train with the native op,
-    # and the loop around it in graph mode.
-    assert summary["execution"] == {"xla": False, "mine_kernel": "native"}
+    # How it ran: XLA unless the conv view's networks trained with the native op
+    # (which tests/test_native.py checks the machine gives).
+    execution = summary["execution"]
+    assert execution["mine_kernel"] in ("native", "tf")
+    assert execution == {"xla": execution["mine_kernel"] == "tf",
+                         "mine_kernel": execution["mine_kernel"]}
     on_disk = json.loads((out / "summary.json").read_text())
     assert on_disk["n"] == 6
     assert sorted(p.name for p in (out / "chunks").glob("*.npz")) == ["00000000.npz", "00000004.npz"]
