@@ -6,7 +6,14 @@ import pytest
 import tensorflow as tf
 
 from uae_tf import MinMaxAttack, UAESequence, _seeds, models
-from uae_tf.contrastive import SimCLRAugmentation, apply_parameters, draw_parameters, nt_xent
+from uae_tf.contrastive import (
+    JITTER_STEPS,
+    SimCLRAugmentation,
+    apply_parameters,
+    draw_crop_and_flip,
+    draw_parameters,
+    nt_xent,
+)
 from uae_tf.criteria import ContrastiveCriterion
 from uae_tf.models import LARS, SimCLR, build_simclr, linear_probe
 from uae_tf.reproduce import run_figure10b, run_table7
@@ -55,6 +62,66 @@ def test_identity_augmentation_and_colour_draws():
     assert float(tf.reduce_sum(gray["flip"])) == 0 and float(tf.math.reduce_std(gray["noise"])) > 0
     with pytest.raises(ValueError, match="color_jitter_strength"):
         SimCLRAugmentation(color_jitter_strength=2)
+
+
+_RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+
+
+def _numpy_jitter(image, brightness, contrast, saturation, hue, order):
+    """SimCLR's colour jitter of one [H, W, 3] image: the steps in ``order``, clipped after each."""
+    def hue_step(v):
+        angle = 2 * np.pi * hue
+        rotation = np.array([[1, 0, 0], [0, np.cos(angle), -np.sin(angle)],
+                             [0, np.sin(angle), np.cos(angle)]])
+        yiq = v @ _RGB_TO_YIQ.T @ rotation.T
+        return yiq @ np.linalg.inv(_RGB_TO_YIQ).T
+
+    def luma(v):
+        return (v @ _RGB_TO_YIQ[0])[..., None]
+
+    steps = {"brightness": lambda v: v * brightness,
+             "contrast": lambda v: (v - v.mean((0, 1))) * contrast + v.mean((0, 1)),
+             "saturation": lambda v: luma(v) + (v - luma(v)) * saturation,
+             "hue": hue_step}
+    for k in order:
+        image = np.clip(steps[JITTER_STEPS[k]](image), 0, 1)
+    return image
+
+
+def test_colour_jitter_runs_its_steps_in_each_views_drawn_order():
+    images = tf.random.stateless_uniform([4, 6, 6, 3], [0, 1])
+    params = draw_parameters(tf.constant([3, 4]), 4, (6, 6, 3))
+    orders = params["order"].numpy().astype(int)
+    assert all(sorted(order) == [0, 1, 2, 3] for order in orders)
+    # Strong factors, so that clipping between the steps and their order both matter.
+    params = {**params, "box": tf.tile(tf.constant([[0.0, 0.0, 1.0, 1.0]]), [4, 1]),
+              "flip": tf.zeros([4]), "jitter": tf.ones([4]), "gray": tf.zeros([4]),
+              "brightness": tf.constant([1.6, 0.5, 1.4, 0.7]),
+              "contrast": tf.constant([1.5, 0.6, 1.3, 1.6]),
+              "saturation": tf.constant([0.4, 1.6, 1.5, 0.3]),
+              "hue": tf.constant([0.1, -0.08, 0.05, -0.1]),
+              "order": tf.constant([[0, 1, 2, 3], [3, 2, 1, 0], [1, 3, 0, 2], [2, 0, 3, 1]],
+                                   tf.float32)}
+    views = apply_parameters(images, params).numpy()
+    for v in range(4):
+        expected = _numpy_jitter(images[v].numpy(), *(float(params[k][v]) for k in JITTER_STEPS),
+                                 params["order"][v].numpy().astype(int))
+        np.testing.assert_allclose(views[v], expected, atol=1e-5)
+    reordered = apply_parameters(images, {**params, "order": params["order"][::-1]}).numpy()
+    assert np.abs(reordered - views).max() > 0.05
+
+
+def test_crop_and_flip_is_the_augmentations_crop_and_flip_without_colour():
+    seed = tf.constant([5, 6])
+    full = draw_parameters(seed, 8, (8, 8, 3))
+    crops = draw_crop_and_flip(seed, 8, (8, 8, 3))
+    np.testing.assert_array_equal(crops["box"], full["box"])
+    np.testing.assert_array_equal(crops["flip"], full["flip"])
+    assert 0 < float(tf.reduce_sum(crops["flip"])) < 8
+    for key in ("jitter", "gray", "noise"):
+        assert float(tf.reduce_max(tf.abs(crops[key]))) == 0
+    digits = draw_crop_and_flip(seed, 8, (28, 28, 1))
+    assert float(tf.reduce_sum(digits["flip"])) == 0  # a flipped digit is another symbol
 
 
 @pytest.fixture(scope="module")
