@@ -1,5 +1,7 @@
 """SimCLR: NT-Xent, augmentations, the model, the linear probe and the contrastive criterion."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -158,12 +160,41 @@ def test_lars_steps_and_round_trips():
     assert LARS.from_config(optimizer.get_config()).get_config()["eeta"] == 1e-3
 
 
-def test_linear_probe_above_chance(simclr, mnist5k):
+def test_frozen_linear_probe_above_chance(simclr, mnist5k):
     x_train, y_train, x_test, y_test = mnist5k
     result, head = linear_probe(simclr.encoder, x_train[:1000], y_train[:1000], x_test[:500],
-                                y_test[:500], epochs=30)
+                                y_test[:500], protocol="frozen", epochs=30)
     assert result["test_accuracy"] > 0.3, result
+    assert result["protocol"] == "frozen" and result["steps"] == 30 * 4
     assert head.output_shape == (None, 10)
+
+
+def test_published_linear_probe_fine_tunes_a_head_on_crops(mnist5k):
+    # An encoder whose features are the pixels (pooled 2x2): a linear classifier on
+    # them is a real classifier of digits, so the probe must learn one.
+    x_train, y_train, x_test, y_test = mnist5k
+    encoder = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.AveragePooling2D(2),
+                                keras.layers.Flatten()])
+    data = (encoder, x_train[:512], y_train[:512], x_test[:500], y_test[:500])
+    settings = dict(epochs=25, batch_size=128)
+    result, head = linear_probe(*data, **settings, seed=0)
+    assert result["protocol"] == "published" and result["steps"] == 100
+    assert result["n_train"] == 512 and result["batch_size"] == 128
+    # Measured 0.78 (chance 0.1): it learns from a zero head on crops of the digits.
+    assert result["test_accuracy"] > 0.6, result
+    # The classifier the probe stands for: encoder then head, on whole test images.
+    classifier = keras.Sequential([encoder, head])
+    predicted = classifier.predict(x_test[:500], verbose=0).argmax(-1)
+    # Features computed apart or inside the classifier round alike: 1 flip in 500 at most.
+    assert np.mean(predicted == y_test[:500]) == pytest.approx(result["test_accuracy"], abs=0.002)
+    _, same = linear_probe(*data, **settings, seed=0)
+    _, other = linear_probe(*data, **settings, seed=1)
+    kernel = head.get_weights()[0]
+    np.testing.assert_allclose(same.get_weights()[0], kernel, atol=1e-6 * np.abs(kernel).max())
+    # Another seed draws other crops and batches.
+    assert np.abs(other.get_weights()[0] - kernel).max() > 1e-3 * np.abs(kernel).max()
+    with pytest.raises(ValueError, match="protocol"):
+        linear_probe(*data, protocol="finetune")
 
 
 def _reference(criterion, x, seed, indices):
@@ -213,9 +244,15 @@ def test_table7_schema_resume_refused_config_and_figure10b(tmp_path):
     assert [row["method"] for row in report["rows"]] == ["original", "mine-uae",
                                                          "original-same-steps"]
     row = report["rows"][1]
-    assert {"test_loss", "accuracy", "asr", "epochs", "steps"} <= set(row)
+    assert {"test_loss", "accuracy", "frozen_accuracy", "asr", "epochs", "steps"} <= set(row)
     assert 0 <= row["asr"] <= 1 and report["rows"][2]["steps"] >= row["steps"]
-    assert (tmp_path / "report.md").read_text().count("0.29010") == 1
+    # The published probe of mine-uae trains on the originals plus their UAEs, the
+    # others' on the originals; the frozen probe on the originals for every row.
+    assert [r["probe_train_samples"] for r in report["rows"]] == [8, 16, 8]
+    record = json.loads((tmp_path / "seed-0" / "mine-uae" / "train.json").read_text())
+    assert record["linear_probe"]["frozen"]["n_train"] == 8
+    markdown = (tmp_path / "report.md").read_text()
+    assert markdown.count("0.29010") == 1 and "accuracy (published probe)" in markdown
     again = run_table7("mnist5k", tmp_path, **settings)
     assert again["rows"] == report["rows"]
     with pytest.raises(ConfigMismatchError, match="pairs"):
@@ -227,3 +264,6 @@ def test_table7_schema_resume_refused_config_and_figure10b(tmp_path):
         ("original", 1 / 255), ("original", 8 / 255), ("mine-uae", 1 / 255),
         ("mine-uae", 8 / 255)]
     assert (tmp_path / "fig10b" / "figure10b.png").is_file()
+    assert robustness["config"]["probe"] == "published"
+    assert robustness["config"]["models"]["mine-uae"]["n_train"] == 16
+    assert "protocol `published`" in (tmp_path / "fig10b" / "report.md").read_text()
