@@ -1,6 +1,8 @@
-"""Robust MNIST models (Figs. 6-8): PGD on TRADES's KL, TRADES training and the loaders of
-the released Madry and TRADES checkpoints."""
+"""Robust MNIST models (Figs. 6-8): PGD on TRADES's KL, TRADES training, the loaders of the
+released Madry and TRADES checkpoints, and ``uae reproduce robust-models`` on tiny settings."""
 
+import functools
+import json
 import sys
 
 import keras
@@ -8,9 +10,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from uae_tf import cli
 from uae_tf.attacks import PGDAttack
 from uae_tf.models import TRADESTraining, load_released_classifier, train_classifier
 from uae_tf.models.classifiers import _compile_arguments
+from uae_tf.reproduce import figure3, run_robust_models
 
 
 def _kl(model, x, x_adv):
@@ -155,3 +159,36 @@ def test_load_the_released_trades_model_from_its_state_dict(tmp_path, mnist5k, m
         load_released_classifier("trades", tmp_path / "wrong.npz")
     with pytest.raises(FileNotFoundError, match="yaodongyu/TRADES"):
         load_released_classifier("trades", tmp_path / "absent.pt")
+
+
+def test_robust_models_report_figures_resume_and_refusal(tmp_path, capsys, monkeypatch):
+    # The MinMax attacks without XLA: the same results, without a compilation per attack.
+    monkeypatch.setattr(figure3, "MinMaxAttack",
+                        functools.partial(figure3.MinMaxAttack, jit_compile=False))
+    # The released Madry model (a stand-in checkpoint) and a TRADES model trained here.
+    (tmp_path / "madry-ckpt").mkdir()
+    _madry_checkpoint(tmp_path / "madry-ckpt", np.random.default_rng(2))
+    settings = dict(checkpoints={"madry": str(tmp_path / "madry-ckpt")}, limit=32,
+                    classifier_epochs=1, train_steps=1, clean_epochs=0, ramp_epochs=0, n=1,
+                    steps=2, view="random", epsilons=(0.5,), verbose=False)
+    out = tmp_path / "robust"
+    report = run_robust_models(out, **settings)
+    assert [(r["model"], r["method"], r["epsilon"]) for r in report["rows"]] == [
+        ("madry", "minmax", 0.5), ("madry", "pgd", 0.5), ("trades", "minmax", 0.5),
+        ("trades", "pgd", 0.5)]
+    assert all(0 <= r["asr"] <= 1 and r["linf"] <= 0.5 + 1e-6 for r in report["rows"])
+    assert report["models"]["madry"]["source"].startswith("the released Madry")
+    assert report["models"]["trades"]["source"].startswith("trained here, not the released")
+    record = json.loads((out / "trades" / "classifier" / "train.json").read_text())
+    assert record["config"]["trades_beta"] == 1.0 and record["config"]["adversary"]["loss"] == "kl"
+    markdown = (out / "report.md").read_text()
+    assert markdown.count("**Model used:**") == 2 and "fig7_madry.png" in markdown
+    for figure in ("fig7_madry.png", "fig8_trades.png", "madry/figure3.png", "trades/figure3.png"):
+        assert (out / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", figure
+    assert run_robust_models(out, **settings)["rows"] == report["rows"]
+    argv = ["reproduce", "robust-models", "--madry-checkpoint", str(tmp_path / "madry-ckpt"),
+            "--limit", "32", "--classifier-epochs", "1", "--train-steps", "2",
+            "--clean-epochs", "0", "--ramp-epochs", "0", "--n", "1", "--steps", "2", "--view",
+            "random", "--epsilons", "0.5", "--quiet", "--out", str(out)]
+    assert cli.main(argv) == 1
+    assert "adversaries.trades.steps: 1 -> 2" in capsys.readouterr().err

@@ -238,7 +238,7 @@ def test_registry_knows_simclr():
 
 
 def test_table7_schema_resume_refused_config_and_figure10b(tmp_path):
-    settings = dict(limit=8, epochs=1, augmented_epochs=1, pairs=2, steps=2,
+    settings = dict(limit=8, epochs=1, augmented_epochs=1, pairs=2, steps=2, probe_epochs=20,
                     attack_batch_size=8, verbose=False)
     report = run_table7("mnist5k", tmp_path, **settings)
     assert [row["method"] for row in report["rows"]] == ["original", "mine-uae",
