@@ -61,16 +61,23 @@ def default_epochs(dataset, augmented=False):
 
     800 for ``mnist``, ``fashion_mnist`` and ``mnist5k`` (Hsu et al.'s published
     MNIST script), 300 for every other dataset (Balın et al.'s experiments and the
-    package's default); the same with UAEs (``augmented``), whose doubled training
-    set doubles the steps of an epoch. The convergence rule may double them (see
-    :func:`fit_until_converged`).
+    package's default; the published code gives no epochs for Mice Protein, ISOLET,
+    COIL-20 or HAR); the same with UAEs (``augmented``). With UAEs the rows fed
+    double, and :func:`default_batch_size` with them: an epoch has twice the steps
+    below 4,096 originals, twice the batch at the same steps from 4,096 on. The
+    convergence rule may double the epochs (see :func:`fit_until_converged`).
     """
     del augmented
     return _EPOCHS.get(dataset, _DEFAULT_EPOCHS)
 
 
 def default_batch_size(n):
-    """The published package's batch size for ``n`` training samples: ``max(n // 256, 16)``."""
+    """The published package's batch size for ``n`` rows fed: ``max(n // 256, 16)``.
+
+    The package computes it from the rows ``fit`` is given, so Hsu et al.'s augmented
+    runs (originals and UAEs concatenated) used ``max(2N // 256, 16)``: 16 as for
+    the originals when N < 4,096, twice the originals' batch from N = 4,096 on.
+    """
     return max(int(n) // 256, 16)
 
 

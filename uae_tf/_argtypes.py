@@ -2,6 +2,7 @@
 
 import argparse
 
+from uae_tf._tabular import SOURCES
 from uae_tf.distribution import normalize as normalize_devices
 from uae_tf.presets import PRESETS
 
@@ -70,6 +71,26 @@ def devices(text):
         raise argparse.ArgumentTypeError(
             f"expected a number of devices >= 1 or device names such as GPU:0,GPU:1, got {text!r}"
         ) from None
+
+
+def dataset_option(text):
+    """Parses ``--dataset-option KEY=VALUE`` into ``(KEY, VALUE)`` (checked by the loader)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key or not value:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. fill=observed_mean), "
+                                         f"got {text!r}")
+    return key, value
+
+
+def add_dataset_option_argument(parser):
+    """Adds ``--dataset-option KEY=VALUE`` (repeatable) as ``dataset_options``, a list of pairs."""
+    parser.add_argument(
+        "--dataset-option", dest="dataset_options", action="append", type=dataset_option,
+        default=[], metavar="KEY=VALUE",
+        help="an option of the dataset's loader, repeatable (the first value is the "
+        "default): " + "; ".join(
+            f"{name} takes {option}=" + "|".join(values)
+            for name, source in SOURCES.items() for option, values in source.options))
 
 
 def add_devices_argument(parser):

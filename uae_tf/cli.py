@@ -66,6 +66,12 @@ def _add_dataset_arguments(parser):
             "(default: $TFDS_DATA_DIR or ~/tensorflow_datasets)"
         ),
     )
+    _argtypes.add_dataset_option_argument(parser)
+
+
+def _dataset_options(args):
+    """``--dataset-option`` pairs as a dict, checked against the dataset's options."""
+    return datasets.resolve_options(args.dataset, **dict(args.dataset_options))
 
 
 def _add_model_and_data_arguments(parser, split):
@@ -208,6 +214,11 @@ def _cmd_train(args):
         if args.arch != "concrete":
             raise _UsageError("--features applies to --arch concrete only")
         extra["features"] = args.features
+    if args.dataset_options:
+        if args.arch != "concrete":
+            raise _UsageError("--dataset-option applies to --arch concrete only (the "
+                              "datasets with options are tabular)")
+        extra["dataset_options"] = _dataset_options(args)
     if args.devices is not None:
         if architecture.kind != "autoencoder":
             autoencoder_archs = [name for name, entry in models.ARCHITECTURES.items()
@@ -373,7 +384,8 @@ def _add_evaluate_parser(subparsers):
 def _cmd_evaluate(args):
     """Evaluates a saved model's reconstruction error; returns the JSON summary."""
     model, _ = load_model_dir(args.model)
-    x, _ = datasets.load(args.dataset, args.split, data_dir=args.data_dir)
+    x, _ = datasets.load(args.dataset, args.split, data_dir=args.data_dir,
+                         **_dataset_options(args))
     try:
         error = reconstruction_error(model, x)
     except ValueError as err:
@@ -499,12 +511,14 @@ def _cmd_generate(args):
             if value is not None:
                 raise _UsageError(f"{option} applies to --engine ray only")
     model, _ = load_model_dir(args.model)
-    x, _ = datasets.load(args.dataset, args.split, data_dir=args.data_dir)
+    options = _dataset_options(args)
+    x, _ = datasets.load(args.dataset, args.split, data_dir=args.data_dir, **options)
     if args.limit is not None:
         x = x[: args.limit]
     config = {
         "model_sha256": file_sha256(model_file(args.model)),
         "dataset": args.dataset,
+        **({"dataset_options": options} if options else {}),
         "split": args.split,
         "limit": args.limit,
     }

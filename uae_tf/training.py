@@ -237,6 +237,7 @@ def train_concrete(
     features=None,
     max_tries=concrete.MAX_TRIES,
     devices=None,
+    dataset_options=None,
 ):
     """Trains the concrete autoencoder (Section 5.5) on a dataset's train split.
 
@@ -270,11 +271,16 @@ def train_concrete(
             several replicas each draws the dropout masks of its share of the
             batch from the same seeded stream: the run is reproducible, but its
             masks are not the one-device run's.
+        dataset_options: The dataset's options (:func:`uae_tf.datasets.options`),
+            e.g. ``{"fill": "observed_mean"}`` for ``mice_protein``; default its
+            defaults. Recorded, resolved, as ``config.dataset_options`` for a
+            dataset that has options.
 
     Returns:
         ``(model, record)``: the trained concrete autoencoder (it is Phi) and the
         dict written to ``train.json``: as :func:`train_autoencoder`'s (``config``
-        adds ``features``, ``max_tries`` and, when given, ``devices``; ``steps`` and
+        adds ``features``, ``max_tries``, ``dataset_options`` and, when given,
+        ``devices``; ``steps`` and
         ``history`` are the last run's), plus ``tries`` (one dict per run of the
         convergence rule), ``epochs_trained``, ``selected_features``, ``mean_max_probability`` and
         ``test_accuracy`` (ExtraTrees on the selected features).
@@ -291,6 +297,7 @@ def train_concrete(
     [36, 21, ...]
     """
     check_choice(dataset, datasets.DATASETS, "dataset")
+    options = datasets.resolve_options(dataset, **(dataset_options or {}))
     epochs = check_positive_int(epochs or concrete.default_epochs(dataset), "epochs")
     features = check_positive_int(features or concrete.default_num_features(dataset), "features")
     max_tries = check_positive_int(max_tries, "max_tries")
@@ -302,14 +309,14 @@ def train_concrete(
         out.mkdir(parents=True, exist_ok=True)
     if limit is not None:
         limit = check_positive_int(limit, "limit")
-    x, y = datasets.load(dataset, "train", data_dir=data_dir)
+    x, y = datasets.load(dataset, "train", data_dir=data_dir, **options)
     x, y = x[:limit], y[:limit]
-    x_test, y_test = datasets.load(dataset, "test", data_dir=data_dir)
+    x_test, y_test = datasets.load(dataset, "test", data_dir=data_dir, **options)
     augmentation_config = None
     if augmentation is not None:
         if not isinstance(augmentation, GenerationResults):
             augmentation = load_results(augmentation)
-        augmentation_config = _augmentation_config(augmentation, dataset)
+        augmentation_config = _augmentation_config(augmentation, dataset, options)
     rows = len(x) * (1 if augmentation is None else 2)
     batch_size = check_positive_int(batch_size or concrete.default_batch_size(rows), "batch_size")
     if augmentation is not None:
@@ -348,6 +355,7 @@ def train_concrete(
             "augmentation": augmentation_config,
             "features": features,
             "max_tries": max_tries,
+            **({"dataset_options": options} if options else {}),
         },
         "versions": versions(),
         "seconds": seconds,
@@ -370,7 +378,7 @@ def train_concrete(
     return model, record
 
 
-def _augmentation_config(results, dataset):
+def _augmentation_config(results, dataset, options=None):
     """The record's provenance of ``results``, checked against the dataset trained on."""
     made_on = (results.config.get("dataset"), results.config.get("split"))
     if made_on[0] is not None and made_on != (dataset, "train"):
@@ -378,6 +386,14 @@ def _augmentation_config(results, dataset):
             f"{results.path} holds augmentations of {made_on[0]!r} ({made_on[1]} split); "
             f"expected the train split of {dataset!r}."
         )
+    expected = datasets.resolve_options(dataset, **(options or {}))
+    if made_on[0] is not None and expected:
+        made_with = datasets.recorded_options(dataset, results.config.get("dataset_options"))
+        if made_with != expected:
+            raise ValueError(
+                f"{results.path} holds augmentations of {dataset!r} loaded with options "
+                f"{made_with}; expected {expected}. Generate them again with these options."
+            )
     return {
         "path": str(results.path),
         "method": results.method,
@@ -445,6 +461,7 @@ def retrain(model, augment, epochs=None, seed=None, out=None, verbose=1, callbac
             limit=config.get("limit"), augmentation=augment, callbacks=callbacks,
             features=config.get("features"),
             max_tries=config.get("max_tries", concrete.MAX_TRIES), devices=devices,
+            dataset_options=datasets.recorded_options(dataset, config.get("dataset_options")),
         )
     if arch not in autoencoders.ARCHITECTURES:
         raise ValueError(

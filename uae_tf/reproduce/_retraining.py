@@ -92,7 +92,7 @@ def train_row(log, out, epochs, train, augmentation=None, transform=None):
 
 
 def generate_row(log, model_dir, x_train, out, row, method, seed, dataset, limit,
-                 attack_batch_size=None, verbose=True, **kwargs):
+                 attack_batch_size=None, verbose=True, dataset_options=None, **kwargs):
     """Makes one augmentation of ``x_train`` against the model in ``model_dir``, resumably.
 
     Args:
@@ -107,6 +107,9 @@ def generate_row(log, model_dir, x_train, out, row, method, seed, dataset, limit
         limit: The training samples' limit, for the results' config.
         attack_batch_size: Samples attacked at once.
         verbose: Print progress (the attack's bar on a terminal only).
+        dataset_options: The dataset's resolved options (see
+            :func:`uae_tf.datasets.resolve_options`), for the results' config when
+            not empty.
         **kwargs: Settings of :func:`uae_tf.generate` (``preset``, ``view``...).
 
     Returns:
@@ -119,6 +122,7 @@ def generate_row(log, model_dir, x_train, out, row, method, seed, dataset, limit
         phi, x_train, out, method=method, batch_size=attack_batch_size, seed=seed,
         verbose=verbose and method in ("mine", "l2") and sys.stdout.isatty(),
         config={"dataset": dataset, "split": "train", "limit": limit,
+                **({"dataset_options": dataset_options} if dataset_options else {}),
                 "model_sha256": file_sha256(model_file(model_dir))},
         **kwargs,
     )
@@ -268,9 +272,9 @@ def check_settings(dataset, preset, view, arch=None):
         raise ValueError(f"view must be one of {VIEWS}. Received: {view!r}")
 
 
-def load_train_split(dataset, limit, data_dir):
+def load_train_split(dataset, limit, data_dir, dataset_options=None):
     """The first ``limit`` samples of ``dataset``'s train split (refused when empty)."""
-    x_train, _ = datasets.load(dataset, "train", data_dir=data_dir)
+    x_train, _ = datasets.load(dataset, "train", data_dir=data_dir, **(dataset_options or {}))
     x_train = x_train[:limit]
     if len(x_train) == 0:
         raise ValueError(f"The train split of {dataset!r} is empty.")
