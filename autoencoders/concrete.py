@@ -204,7 +204,7 @@ class ConcreteSelect(keras.layers.Layer):
 
 
 def build_concrete(input_shape, num_features=50, annealing_steps=None, learning_rate=1e-3,
-                   seed=None):
+                   seed=None, steps_per_execution=1):
     """Builds the compiled concrete autoencoder of the published package.
 
     ``x -> [Flatten] -> ConcreteSelect(M) -> Dense(320) -> LeakyReLU(0.2) ->
@@ -221,6 +221,9 @@ def build_concrete(input_shape, num_features=50, annealing_steps=None, learning_
         learning_rate: Adam's learning rate (published: 1e-3).
         seed: Integer seed of the initializers, the Gumbel noise and dropout, or
             ``None``.
+        steps_per_execution: Training steps per call of the compiled train function
+            (``keras.Model.compile``'s): the same updates, fewer Python round trips
+            (the model is small enough for them to dominate).
 
     Returns:
         A compiled ``keras.Model`` with a layer named ``"concrete_select"``.
@@ -250,7 +253,7 @@ def build_concrete(input_shape, num_features=50, annealing_steps=None, learning_
         out = keras.layers.Reshape(input_shape, name="reshape")(out)
     model = keras.Model(inputs, out, name="concrete_autoencoder")
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-                  loss=keras.losses.MeanSquaredError())
+                  loss=keras.losses.MeanSquaredError(), steps_per_execution=steps_per_execution)
     return model
 
 

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 import autoencoders
 from autoencoders import concrete
-from uae_tf import cli, evaluation, models, training
+from uae_tf import cli, datasets, evaluation, models, training
 
 
 def test_temperature_anneals_exponentially_from_10_to_0_1_over_training_steps():
@@ -177,3 +177,28 @@ def test_features_is_for_the_concrete_autoencoder_only(tmp_path, capsys):
                      "--out", str(tmp_path)])
     assert code == 2
     assert "--features applies to --arch concrete only" in capsys.readouterr().err
+
+
+def test_whole_epochs_per_train_call_give_the_same_model(tmp_path, monkeypatch):
+    # train_concrete runs an epoch's steps per call of the train function: the same
+    # updates, in the same order, as one step per call, with and without UAEs.
+    from uae_tf import generation
+
+    x, _ = datasets.load("digits", "train")
+    phi, _ = training.train_concrete("digits", epochs=2, features=4, limit=40, max_tries=1,
+                                     verbose=0)
+    uaes = generation.generate(phi, x[:40], tmp_path / "uae", method="gaussian", seed=0,
+                               verbose=False)
+    build = concrete.build_concrete
+    weights = {}
+    for per_call in ("epoch", 1):
+        if per_call == 1:
+            monkeypatch.setattr(concrete, "build_concrete", lambda *a, **k: build(
+                *a, **{**k, "steps_per_execution": 1}))
+        for augmentation in (None, uaes):
+            model, _ = training.train_concrete("digits", epochs=3, features=4, limit=40,
+                                               max_tries=1, verbose=0, augmentation=augmentation)
+            weights[per_call, augmentation is None] = [w.numpy() for w in model.weights]
+    for plain in (True, False):
+        for a, b in zip(weights["epoch", plain], weights[1, plain]):
+            np.testing.assert_array_equal(a, b)
