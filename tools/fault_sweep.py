@@ -39,6 +39,7 @@ import dataclasses
 import io
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -65,6 +66,7 @@ OUTCOMES = ("handled", "unclear", "traceback", "silent", "lost")
 SMALL = dict(view="random", steps=2, jit_compile=False,
              similarity={"mine_steps": 1, "num_projections": 4, "projection_dim": 4})
 SIGNAL_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+TF_LOG_LINE = re.compile(r"[IWEF]\d{4} |WARNING: All log messages before absl::InitializeLog")
 
 
 @dataclasses.dataclass
@@ -124,7 +126,9 @@ def judge_cli(got, err, escaped, code, names):
         return Result("traceback", f"{type(what).__name__ if escaped else ''} {what}"[:200])
     if got == 0:
         return Result("silent", "exit 0")
-    lines = [line for line in err.strip().splitlines() if not line.startswith("uae: warning")]
+    # TensorFlow's C++ logging writes to stderr at import, before any uae code runs.
+    lines = [line for line in err.strip().splitlines()
+             if not (line.startswith("uae: warning") or TF_LOG_LINE.match(line))]
     missing = [n for n in names if not any(str(n) in line for line in lines)]
     if got != code or len(lines) != 1 or not lines[0].startswith("uae: error:") or missing:
         return Result("unclear", f"exit {got}, missing {missing}: {err.strip()[:200]}")
