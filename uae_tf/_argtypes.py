@@ -3,6 +3,7 @@
 import argparse
 
 from uae_tf._tabular import SOURCES
+from uae_tf._validation import SEED_LIMIT, check_seed
 from uae_tf.distribution import normalize as normalize_devices
 from uae_tf.presets import PRESETS
 
@@ -35,6 +36,35 @@ def float_at_least(minimum):
         return value
 
     return parse
+
+
+def positive_float(text):
+    """Parses a finite number > 0 (a standard deviation, a rate)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def seed(text):
+    """Parses ``--seed``: an integer the library's one seed check accepts (see
+    :func:`uae_tf._validation.check_seed`); argparse names the option in the error."""
+    try:
+        return check_seed(int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer in [0, {SEED_LIMIT - 1}], got {text!r}") from None
+
+
+def add_seed_argument(parser, help="random seed", default=0):
+    """Adds ``--seed S``, parsed by :func:`seed` (``help`` says what it seeds)."""
+    parser.add_argument(
+        "--seed", type=seed, default=default, metavar="S",
+        help=help + (" (default: %(default)s)" if default is not None else ""),
+    )
 
 
 def initial_perturbation(text):
@@ -145,5 +175,4 @@ def add_replicate_arguments(parser, preset="fast"):
                         help="attack settings (default: %(default)s)")
     parser.add_argument("--seeds", type=int_at_least(1), default=1, metavar="N",
                         help="replicates, seeds S..S+N-1 (default: %(default)s)")
-    parser.add_argument("--seed", type=int_at_least(0), default=0, metavar="S",
-                        help="first seed (default: %(default)s)")
+    add_seed_argument(parser, help="first seed")

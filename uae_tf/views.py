@@ -16,6 +16,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from uae_tf._validation import check_seed
+
 VIEWS = ("auto", "conv", "random")
 
 
@@ -142,7 +144,7 @@ class RandomView:
         self.input_shape = tuple(int(d) for d in input_shape)
         self.num_projections = int(num_projections)
         self.projection_dim = int(projection_dim)
-        self.seed = int(seed)
+        self.seed = check_seed(seed)
         dim = int(np.prod(self.input_shape))
         self.projections = tf.random.stateless_normal(
             [dim, self.num_projections * self.projection_dim],
