@@ -274,6 +274,9 @@ def _cmd_train(args):
     config = {"arch": args.arch, "dataset": args.dataset, "epochs": args.epochs,
               "batch_size": args.batch_size, "seed": args.seed, "limit": args.limit,
               "features": args.features}
+    options = _dataset_options(args)
+    if options:  # Only for datasets with options, so the others' configs stay.
+        config["dataset_options"] = options
     record, trained = _train_into(args, config, lambda out: architecture.train(
         args.dataset,
         epochs=args.epochs,
