@@ -36,6 +36,14 @@ def conv_ae(mnist5k):
 
 
 @pytest.fixture(scope="session")
+def conv_ae_dir(conv_ae, tmp_path_factory):
+    """``conv_ae`` saved as a model directory (``DIR/model.keras``), as commands take it."""
+    directory = tmp_path_factory.mktemp("conv_ae")
+    conv_ae.save(directory / "model.keras")
+    return directory
+
+
+@pytest.fixture(scope="session")
 def dense_ae(mnist5k):
     """The paper's dense autoencoder, trained 5 epochs on the mnist5k training split."""
     return _train("dense", mnist5k[0], epochs=5)

@@ -35,6 +35,7 @@ import numpy as np
 
 from uae_tf._io import write_npz_atomic
 from uae_tf.attacks.base import AttackResult
+from uae_tf.runs._barrier import wait_before_writing
 from uae_tf.runs.config import check_config
 
 CHUNKS_FORMAT = "uae-tf/generation/v1"
@@ -159,6 +160,7 @@ def attack_chunk(attack, x, positions, out, indices=None, labels=None):
         **{k: getattr(result, k) for k in _FIELDS},
         "seconds": np.float64(time.perf_counter() - began),
     }
+    wait_before_writing(path)  # A test's pause; nothing otherwise.
     write_npz_atomic(path, **chunk)
     return chunk
 
