@@ -26,13 +26,18 @@ FAST_VIEW = {
 }
 
 
+def _first_correct(classifier, mnist5k, n):
+    """The first ``n`` test digits ``classifier`` classifies correctly: ``(x, y)``."""
+    x, y = mnist5k[2], mnist5k[3]
+    keep = np.flatnonzero(_predict(classifier, x[:200]) == y[:200])[:n]
+    assert len(keep) == n
+    return x[keep], y[keep]
+
+
 @pytest.fixture(scope="module")
 def correct(mnist5k, classifier):
     """Eight test digits the ``classifier`` fixture classifies correctly: ``(x, y)``."""
-    x, y = mnist5k[2], mnist5k[3]
-    predicted = classifier.predict(x[:200], verbose=0).argmax(-1)
-    keep = np.flatnonzero(predicted == y[:200])[:8]
-    return x[keep], y[keep]
+    return _first_correct(classifier, mnist5k, 8)
 
 
 @pytest.fixture(scope="module")
@@ -193,8 +198,10 @@ def test_pgd_random_start_depends_on_the_seed_only(classifier, correct):
 
 
 @pytest.mark.parametrize("loss", ["margin", "crossentropy"])
-def test_targeted_pgd_reaches_the_target(classifier, correct, loss):
-    x, y = correct
+def test_targeted_pgd_reaches_the_target(classifier, mnist5k, loss):
+    # Measured with either loss: 29 of the 32 reach the target, none within 0.4 of
+    # a logit of the boundary; the test fails only if 6 more miss (19%).
+    x, y = _first_correct(classifier, mnist5k, 32)
     targets = (y + 1) % 10
     result = PGDAttack(classifier, epsilon=0.3, steps=40, loss=loss, targeted=True)(x, labels=targets)
     predicted = _predict(classifier, result.x_adv)
