@@ -2,11 +2,11 @@
 though an actor is killed mid-run; and its errors.
 
 The cluster is CPUs only (``num_gpus=0``), whatever the machine has: the tests are
-about CPU actors. One Ray run (two actors, one killed holding an attacked chunk) is
-the whole cost: on 2 cores each actor takes about 25 s to start (Ray's worker,
-TensorFlow's import, the model) and 25 s more to trace the attack, and the killed
-one does both again, so the test takes 75 s on a quiet machine (twice that when
-other jobs share it): it is marked slow. The other tests take a second.
+about CPU actors. One Ray run (one actor on both cores, killed holding an attacked
+chunk) is the whole cost: the actor takes about 25 s to start (Ray's worker,
+TensorFlow's import, the model) and 25 s more to trace the attack, and its restart
+does both again, so the test takes over a minute: it is marked slow. The other
+tests take a second.
 """
 
 import json
@@ -109,13 +109,16 @@ def test_ray_engine_gives_the_local_engines_results_though_an_actor_dies(
     watcher = threading.Thread(target=kill_the_paused_actor, daemon=True)
     watcher.start()
     try:
-        made = generation.generate(model, mnist5k[0][:N], out, engine="ray", workers=2, **TINY)
+        # One actor on both cores: TensorFlow runs on as many threads as in this process,
+        # where the engine gives the local engine's results bit for bit.
+        made = generation.generate(model, mnist5k[0][:N], out, engine="ray", workers=1, **TINY)
     finally:
         finished.set()
         watcher.join()
     assert killed, "no actor paused before its second chunk"
-    # Killed with one chunk per actor at most on disk, its own attacked, not written.
-    assert 1 <= len(killed["done"]) <= 2 < N // BATCH
+    # Killed with one chunk on disk (Ray Data takes them in any order), its own
+    # attacked, not written.
+    assert len(killed["done"]) == 1
     assert Path(killed["chunk"]).name not in killed["done"]
     assert Path(killed["chunk"]).parent == (out / "chunks").resolve()
     # Ray restarted the actor and retried its chunk: the run finished with the local
