@@ -9,7 +9,7 @@ import tensorflow as tf
 
 import autoencoders
 from autoencoders import concrete
-from uae_tf import cli, datasets, evaluation, models, training
+from uae_tf import cli, datasets, evaluation, models, train_concrete, training
 
 
 def test_temperature_anneals_exponentially_from_10_to_0_1_over_training_steps():
@@ -170,6 +170,34 @@ def test_train_concrete_records_the_rule_and_features_and_generate_attacks_it(tm
     assert summary["n"] == 2 and summary["config"]["preset"] == "fast"
     assert cli.main(["generate", "--model", str(out), "--dataset", "digits", "--limit", "2",
                      "--view", "conv", "--quiet", "--out", str(tmp_path / "conv")]) == 1
+
+
+def test_train_concrete_records_what_its_saved_model_gives(tmp_path):
+    x_train, y_train = datasets.load("digits", "train")
+    x_test, y_test = datasets.load("digits", "test")
+    settings = dict(epochs=2, features=4, max_tries=1, limit=64, seed=1, verbose=0)
+    model, record = train_concrete("digits", out=tmp_path, **settings)
+    assert record["config"] == {
+        "arch": "concrete", "dataset": "digits", "epochs": 2, "batch_size": 16, "seed": 1,
+        "data_dir": None, "limit": 64, "augmentation": None, "features": 4, "max_tries": 1}
+    # max(64 // 256, 16) = 16 rows a batch: 4 steps an epoch, one run of the rule.
+    assert record["n_train"] == 64 and record["steps"] == 8 and len(record["tries"]) == 1
+    loaded, stored = training.load_model_dir(tmp_path)
+    assert stored == record
+    selected = autoencoders.selected_features(loaded)
+    np.testing.assert_array_equal(autoencoders.selected_features(model), selected)
+    assert record["selected_features"] == selected.tolist()
+    assert record["mean_max_probability"] == pytest.approx(
+        autoencoders.concrete_select(loaded).mean_max_probability(), rel=1e-6)
+    for split, x in (("train", x_train[:64]), ("test", x_test)):
+        assert record[f"{split}_reconstruction_error"] == pytest.approx(
+            evaluation.reconstruction_error(loaded, x), rel=1e-6)
+    assert record["test_accuracy"] == evaluation.feature_selection_accuracy(
+        x_train[:64], y_train[:64], x_test, y_test, selected, seed=1)
+    # The seed fixes the run: the same arguments train the same model.
+    _, again = train_concrete("digits", **settings)
+    assert again["history"] == record["history"]
+    assert again["selected_features"] == record["selected_features"]
 
 
 def test_features_is_for_the_concrete_autoencoder_only(tmp_path, capsys):

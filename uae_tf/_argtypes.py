@@ -156,11 +156,16 @@ def add_attack_batch_size_argument(parser, default=_ATTACK_BATCH_SIZE_DEFAULT):
     )
 
 
-def add_steps_arguments(parser, steps, mine_steps=None, what="per sample"):
-    """Adds ``--steps`` (T, MinMax iterations) and, if ``mine_steps`` is given, ``--mine-steps``."""
+def add_steps_arguments(parser, steps, mine_steps=None, what="per sample",
+                        default_help="%(default)s"):
+    """Adds ``--steps`` (T, MinMax iterations) and, if ``mine_steps`` is given, ``--mine-steps``.
+
+    ``default_help`` says what the default of ``--steps`` is, when ``steps`` alone
+    does not (``None``: the preset's).
+    """
     parser.add_argument(
         "--steps", type=int_at_least(1), default=steps, metavar="T",
-        help=f"MinMax iterations {what} (default: %(default)s)",
+        help=f"MinMax iterations {what} (default: {default_help})",
     )
     if mine_steps is not None:
         parser.add_argument(

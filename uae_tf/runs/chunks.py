@@ -42,6 +42,7 @@ import numpy as np
 
 from uae_tf._io import read_npz, write_npz_atomic
 from uae_tf.attacks.base import AttackResult
+from uae_tf.runs._barrier import wait_before_writing
 from uae_tf.runs.config import check_config, config_sha256, read_config
 
 CHUNKS_FORMAT = "uae-tf/generation/v1"
@@ -175,6 +176,7 @@ def attack_chunk(attack, x, positions, out, indices=None, labels=None):
         "seconds": np.float64(time.perf_counter() - began),
         IDENTITY_KEY: np.asarray(identity),
     }
+    wait_before_writing(path)  # A test's pause; nothing otherwise.
     write_npz_atomic(path, **chunk)
     return chunk
 
