@@ -329,6 +329,23 @@ def test_find_first_conv2d_walks_nested_models_in_order(dense_ae):
         find_first_conv2d(model, layer_name="nope")
 
 
+def test_conv_view_reads_a_conv_layer_inside_a_nested_model():
+    inner = keras.Sequential([keras.Input((8, 8, 2)), keras.layers.Dense(2, name="inner_dense"),
+                              keras.layers.Conv2D(3, 3, padding="same", name="inner_conv")],
+                             name="inner")
+    x_in = keras.Input((8, 8, 1))
+    before = keras.layers.Dense(2, name="before")  # the outer model changes x before `inner`
+    model = keras.Model(x_in, keras.layers.Conv2D(1, 3, name="outer_conv")(inner(before(x_in))))
+    x = np.random.default_rng(0).uniform(size=(4, 8, 8, 1)).astype("float32")
+    conv = inner.get_layer("inner_conv")
+    expected = conv(inner.get_layer("inner_dense")(before(x)))  # [B, 8, 8, 3]
+    view = ConvView(model)
+    got = np.asarray(view(x))
+    assert view.layer is conv and got.shape == (4, 3, 8, 8, 1)
+    np.testing.assert_allclose(got[..., 0], np.transpose(np.asarray(expected), [0, 3, 1, 2]),
+                               rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize(
     "bad, match",
     [
