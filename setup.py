@@ -31,7 +31,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["uae_tf", "uae_tf.*", "autoencoders", "autoencoders.*"]),
-    package_data={"uae_tf": ["data/*.npz", "data/*.md", "_native/*.cc", "_native/*.h"]},
+    package_data={"uae_tf": ["data/*.npz", "data/*.gz", "data/*.md", "_native/*.cc", "_native/*.h"]},
     include_package_data=True,
     install_requires=_requirements(),
     extras_require={

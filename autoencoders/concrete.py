@@ -61,16 +61,23 @@ def default_epochs(dataset, augmented=False):
 
     800 for ``mnist``, ``fashion_mnist`` and ``mnist5k`` (Hsu et al.'s published
     MNIST script), 300 for every other dataset (Balın et al.'s experiments and the
-    package's default); the same with UAEs (``augmented``), whose doubled training
-    set doubles the steps of an epoch. The convergence rule may double them (see
-    :func:`fit_until_converged`).
+    package's default; the published code gives no epochs for Mice Protein, ISOLET,
+    COIL-20 or HAR); the same with UAEs (``augmented``). With UAEs the rows fed
+    double, and :func:`default_batch_size` with them: an epoch has twice the steps
+    below 4,096 originals, twice the batch at the same steps from 4,096 on. The
+    convergence rule may double the epochs (see :func:`fit_until_converged`).
     """
     del augmented
     return _EPOCHS.get(dataset, _DEFAULT_EPOCHS)
 
 
 def default_batch_size(n):
-    """The published package's batch size for ``n`` training samples: ``max(n // 256, 16)``."""
+    """The published package's batch size for ``n`` rows fed: ``max(n // 256, 16)``.
+
+    The package computes it from the rows ``fit`` is given, so Hsu et al.'s augmented
+    runs (originals and UAEs concatenated) used ``max(2N // 256, 16)``: 16 as for
+    the originals when N < 4,096, twice the originals' batch from N = 4,096 on.
+    """
     return max(int(n) // 256, 16)
 
 
@@ -197,7 +204,7 @@ class ConcreteSelect(keras.layers.Layer):
 
 
 def build_concrete(input_shape, num_features=50, annealing_steps=None, learning_rate=1e-3,
-                   seed=None):
+                   seed=None, steps_per_execution=1):
     """Builds the compiled concrete autoencoder of the published package.
 
     ``x -> [Flatten] -> ConcreteSelect(M) -> Dense(320) -> LeakyReLU(0.2) ->
@@ -214,6 +221,9 @@ def build_concrete(input_shape, num_features=50, annealing_steps=None, learning_
         learning_rate: Adam's learning rate (published: 1e-3).
         seed: Integer seed of the initializers, the Gumbel noise and dropout, or
             ``None``.
+        steps_per_execution: Training steps per call of the compiled train function
+            (``keras.Model.compile``'s): the same updates, fewer Python round trips
+            (the model is small enough for them to dominate).
 
     Returns:
         A compiled ``keras.Model`` with a layer named ``"concrete_select"``.
@@ -243,7 +253,7 @@ def build_concrete(input_shape, num_features=50, annealing_steps=None, learning_
         out = keras.layers.Reshape(input_shape, name="reshape")(out)
     model = keras.Model(inputs, out, name="concrete_autoencoder")
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-                  loss=keras.losses.MeanSquaredError())
+                  loss=keras.losses.MeanSquaredError(), steps_per_execution=steps_per_execution)
     return model
 
 

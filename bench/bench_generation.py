@@ -30,6 +30,7 @@ Usage::
 import argparse
 import json
 import os
+import platform
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -39,10 +40,28 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import autoencoders  # noqa: E402
-from uae_tf import datasets, mine, presets  # noqa: E402
+from uae_tf import _native, datasets, mine, presets  # noqa: E402
 from uae_tf.attacks import MinMaxAttack  # noqa: E402
 from uae_tf.criteria import ReconstructionCriterion  # noqa: E402
 from uae_tf.views import make_view  # noqa: E402
+
+
+def cpu_description():
+    """The CPU's model name and widest x86 vector extension (from /proc/cpuinfo)."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in open("/proc/cpuinfo"):
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() in ("flags", "Features"):
+                flags = set(value.split())
+    except OSError:
+        pass
+    vector = next((name for name, flag in (("AVX512-FP16", "avx512_fp16"),
+                                           ("AVX-512", "avx512f"), ("AVX2", "avx2"))
+                   if flag in flags), None)
+    return model + (f" ({vector})" if vector else "")
 
 
 def machine_peaks():
@@ -216,8 +235,14 @@ def main():
     model = autoencoders.reconstruction_model(trainer)
 
     gflops, gbps = machine_peaks()
-    print(f"machine: matmul {gflops:.0f} GFLOP/s, memory copy {gbps:.1f} GB/s, "
-          f"{os.cpu_count()} cores, TF {tf.__version__}")
+    print(f"machine: {cpu_description()}, matmul {gflops:.0f} GFLOP/s, memory copy "
+          f"{gbps:.1f} GB/s, {os.cpu_count()} cores, TF {tf.__version__}")
+    if _native.load() is not None:
+        info = _native.build_info()
+        print(f"native op: {' '.join(info.get('isa_flags', [])) or 'portable flags'}, "
+              f"{info.get('compiler', '?')}")
+    else:
+        print(f"native op: unavailable ({_native.unavailable_reason()})")
     print()
     print("| view | preset | kernel | batch | s/sample | samples/s | published peer s/sample "
           "| speed-up | uae-tf-network peer s/sample | speed-up "

@@ -11,7 +11,8 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import autoencoders  # noqa: E402
-from uae_tf import datasets  # noqa: E402
+from uae_tf import datasets, evaluation, training  # noqa: E402
+from uae_tf.generation import load_results  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -33,6 +34,14 @@ def _train(arch, x, epochs, seed=0):
 def conv_ae(mnist5k):
     """The paper's conv autoencoder, trained 3 epochs on the mnist5k training split."""
     return _train("conv", mnist5k[0], epochs=3)
+
+
+@pytest.fixture(scope="session")
+def conv_ae_dir(conv_ae, tmp_path_factory):
+    """``conv_ae`` saved as a model directory (``DIR/model.keras``), as commands take it."""
+    directory = tmp_path_factory.mktemp("conv_ae")
+    conv_ae.save(directory / "model.keras")
+    return directory
 
 
 @pytest.fixture(scope="session")
@@ -95,5 +104,44 @@ def keeps_global_random_state():
             "the global random state changed"
         )
         return result
+
+    return check
+
+
+@pytest.fixture(scope="session")
+def assert_row_is_its_files():
+    """Returns ``check(row, model_dir, dataset, results_dir=None)``: asserts that an
+    experiment's report row says what its files say.
+
+    ``row["test_error"]`` must be the paper's reconstruction error of the model saved
+    in ``model_dir`` on ``dataset``'s test split, recomputed from the file (to float
+    rounding, relative 1e-6: the saved model reloaded may round its last bits
+    otherwise), and ``row["asr"]`` the success rate of the results in ``results_dir``
+    (``None`` without results).
+    """
+
+    def check(row, model_dir, dataset, results_dir=None):
+        phi, _ = training.load_model_dir(model_dir)
+        x_test, _ = datasets.load(dataset, "test")
+        error = evaluation.reconstruction_error(phi, x_test)
+        assert row["test_error"] == pytest.approx(error, rel=1e-6), (row["method"], error)
+        if results_dir is None:
+            assert row["asr"] is None, row["method"]
+        else:
+            success = load_results(results_dir).success
+            assert row["asr"] == pytest.approx(success.mean(), rel=1e-12), row["method"]
+
+    return check
+
+
+@pytest.fixture(scope="session")
+def assert_asr_grows_with_epsilon():
+    """Returns ``check(rows)``: asserts that each model's attack success rate in report
+    ``rows`` (dicts with ``model``, ``epsilon``, ``asr``) is non-decreasing in epsilon."""
+
+    def check(rows):
+        for model in {row["model"] for row in rows}:
+            curve = sorted((row["epsilon"], row["asr"]) for row in rows if row["model"] == model)
+            assert all(a <= b for (_, a), (_, b) in zip(curve, curve[1:])), (model, curve)
 
     return check

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from uae_tf import PRESETS, Criterion, find_first_conv2d, get_preset
 from uae_tf import similarity as similarity_lib
 from uae_tf.attacks import MinMaxAttack, PenaltyAttack, StartOnly
 from uae_tf.attacks._iteration import BestSoFar
 from uae_tf.criteria import LossCriterion, MarginCriterion, ReconstructionCriterion
-from uae_tf.presets import get_preset
 from uae_tf.similarity import L2Similarity, MINESimilarity, Similarity
 from uae_tf.views import ConvView, RandomView, make_view
 
@@ -216,12 +216,16 @@ def test_batch_gives_what_single_runs_give(conv_ae, mnist5k):
 def test_first_layer_spelling_matches_plain_autodiff(conv_ae, mnist5k, monkeypatch):
     # The statistics network's first layers spell their products for XLA's CPU
     # backend (mine.matmul_output_major); the attack must give what autodiff of
-    # the plain product gives.
+    # the plain product gives. Under XLA with TensorFlow's ops, pinned: on a CPU
+    # 'auto' would train the conv view's networks with the native op instead.
     from uae_tf import mine
 
     x = mnist5k[0][30:33]
-    kwargs = dict(seed=5, batch_size=3, steps=4, similarity={"name": "mine", "mine_steps": 2})
-    fast = MinMaxAttack(ReconstructionCriterion(conv_ae), **kwargs)(x)
+    kwargs = dict(seed=5, batch_size=3, steps=4, jit_compile=True,
+                  similarity={"name": "mine", "mine_steps": 2, "kernel": "tf"})
+    spelled = MinMaxAttack(ReconstructionCriterion(conv_ae), **kwargs)
+    fast = spelled(x)
+    assert spelled.uses_xla and not spelled.similarity.uses_native_kernel
     plain_matmul = staticmethod(lambda x, kernel: tf.matmul(x, kernel, transpose_b=True))
     monkeypatch.setattr(mine.StatisticsNetwork, "first_layer_matmul", plain_matmul)
     plain = MinMaxAttack(ReconstructionCriterion(conv_ae), **kwargs)(x)
@@ -251,12 +255,19 @@ def test_random_view_on_dense_autoencoder(dense_ae, mnist5k):
         assert np.any(history == mi), (mi, history)
 
 
+# The supervised attacks' ASR thresholds leave room for float differences between
+# machines to flip a few samples: measured, every one of these 24 digits succeeds,
+# 2 of them within 0.05 of f = 0 (untargeted and targeted alike), and a failure
+# takes 7 (25%).
+
+
 def test_supervised_attack_flips_predictions(classifier, mnist5k):
-    x, y = mnist5k[2][:16], mnist5k[3][:16]
+    x, y = mnist5k[2][:48], mnist5k[3][:48]
     correct = classifier.predict(x, verbose=0).argmax(1) == y
-    x, y = x[correct][:8], y[correct][:8]
+    x, y = x[correct][:24], y[correct][:24]
+    assert len(x) == 24
     attack = MinMaxAttack(MarginCriterion(classifier), FAST_VIEW, steps=40, step_size=0.05,
-                          batch_size=8)
+                          batch_size=24)
     result = attack(x, labels=y)
     assert attack.similarity.steps_per_iteration == 1  # mine_steps=None: 1 when supervised
     predicted = classifier.predict(result.x_adv, verbose=0).argmax(1)
@@ -266,15 +277,15 @@ def test_supervised_attack_flips_predictions(classifier, mnist5k):
 
 
 def test_targeted_attack_reaches_target(classifier, mnist5k):
-    x, y = mnist5k[2][:8], mnist5k[3][:8]
+    x, y = mnist5k[2][:24], mnist5k[3][:24]
     target = (y + 1) % 10
     attack = MinMaxAttack(MarginCriterion(classifier, targeted=True), FAST_VIEW, steps=60,
-                          step_size=0.05, batch_size=8)
+                          step_size=0.05, batch_size=24)
     result = attack(x, labels=target)
     predicted = classifier.predict(result.x_adv, verbose=0).argmax(1)
     np.testing.assert_array_equal(result.success, predicted == target)
     assert result.attack_success_rate == np.mean(predicted == target)
-    assert result.attack_success_rate >= 0.5
+    assert result.attack_success_rate >= 0.75
 
 
 def test_loss_criterion_matches_reconstruction_criterion(conv_ae, mnist5k):
@@ -301,6 +312,38 @@ def test_named_conv_layer(conv_ae):
     assert ConvView(conv_ae, layer_name=name).layer.name == name
     with pytest.raises(ValueError, match="no layer named"):
         ConvView(conv_ae, layer_name="nope")
+
+
+def test_find_first_conv2d_walks_nested_models_in_order(dense_ae):
+    inner = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Dense(2, name="inner_dense"),
+                              keras.layers.Conv2D(3, 3, name="inner_conv")], name="inner")
+    model = keras.Sequential([keras.Input((8, 8, 1)), inner,
+                              keras.layers.Conv2D(1, 3, name="outer_conv")])
+    assert find_first_conv2d(model) is inner.get_layer("inner_conv")
+    assert ConvView(model).layer is inner.get_layer("inner_conv")  # what the conv view uses
+    assert find_first_conv2d(model, layer_name="outer_conv") is model.get_layer("outer_conv")
+    assert find_first_conv2d(dense_ae) is None
+    with pytest.raises(ValueError, match="must name a Conv2D layer.*'inner_dense', a Dense"):
+        find_first_conv2d(model, layer_name="inner_dense")
+    with pytest.raises(ValueError, match="no layer named 'nope'.*'inner_conv'"):
+        find_first_conv2d(model, layer_name="nope")
+
+
+def test_conv_view_reads_a_conv_layer_inside_a_nested_model():
+    inner = keras.Sequential([keras.Input((8, 8, 2)), keras.layers.Dense(2, name="inner_dense"),
+                              keras.layers.Conv2D(3, 3, padding="same", name="inner_conv")],
+                             name="inner")
+    x_in = keras.Input((8, 8, 1))
+    before = keras.layers.Dense(2, name="before")  # the outer model changes x before `inner`
+    model = keras.Model(x_in, keras.layers.Conv2D(1, 3, name="outer_conv")(inner(before(x_in))))
+    x = np.random.default_rng(0).uniform(size=(4, 8, 8, 1)).astype("float32")
+    conv = inner.get_layer("inner_conv")
+    expected = conv(inner.get_layer("inner_dense")(before(x)))  # [B, 8, 8, 3]
+    view = ConvView(model)
+    got = np.asarray(view(x))
+    assert view.layer is conv and got.shape == (4, 3, 8, 8, 1)
+    np.testing.assert_allclose(got[..., 0], np.transpose(np.asarray(expected), [0, 3, 1, 2]),
+                               rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -384,6 +427,39 @@ def test_a_custom_similarity_drives_both_attacks(attack_class, conv_ae, mnist5k)
     assert np.all(result.mi_history[:, -1] < result.mi_history[:, 0])
 
 
+class NoBrighter(Criterion):
+    """A user's criterion: x + delta may be no brighter on average than x, by kappa."""
+
+    def __call__(self, x_adv, x, reference):
+        difference = tf.reshape(x_adv - x, [tf.shape(x)[0], -1])
+        return tf.reduce_mean(difference, axis=1) + self.kappa
+
+
+def test_a_criterion_subclass_implements_call_and_drives_the_attack(conv_ae, mnist5k):
+    with pytest.raises(TypeError, match="abstract"):
+        Criterion(conv_ae)
+    criterion = NoBrighter(conv_ae, kappa=0.001)
+    assert not criterion.supervised and not criterion.needs_labels
+    assert criterion.get_config() == {"name": "NoBrighter", "kappa": 0.001}
+    assert repr(criterion) == "NoBrighter(kappa=0.001)"
+    with pytest.raises(ValueError, match="kappa"):
+        NoBrighter(conv_ae, kappa=-1.0)
+    x = tf.constant(mnist5k[0][:4])
+    assert criterion.reference(x) == {}  # the base's: no per-sample constants
+    darker = tf.clip_by_value(x - 0.01, 0, 1)
+    np.testing.assert_array_equal(criterion.is_adversarial(darker, x, {}),
+                                  criterion(darker, x, {}).numpy() <= 0)
+    assert criterion.is_adversarial(darker, x, {}).numpy().all()
+    assert not criterion.is_adversarial(x, x, {}).numpy().any()  # f = kappa > 0
+    # Through the attack: f and the flags it returns are the criterion's at the
+    # returned examples.
+    result = MinMaxAttack(criterion, FAST_VIEW, steps=4, batch_size=4)(x.numpy())
+    f = criterion(tf.constant(result.x_adv), x, {}).numpy()
+    np.testing.assert_allclose(result.f, f, atol=1e-6)
+    clear = np.abs(f) > 1e-6
+    np.testing.assert_array_equal(result.success[clear], (f <= 0)[clear] & (result.mi > 0)[clear])
+
+
 def test_similarity_get_takes_names_configs_and_objects():
     assert isinstance(similarity_lib.get("mine"), MINESimilarity)
     assert isinstance(similarity_lib.get("l2"), L2Similarity)
@@ -431,6 +507,27 @@ def test_presets_fit_both_attacks(attack_class, conv_ae):
     assert get_preset("paper")["similarity"]["mine_steps"] == 20
     with pytest.raises(ValueError, match="preset='slow'"):
         get_preset("slow")
+
+
+def test_presets_are_the_published_settings_and_a_cpu_cut(conv_ae):
+    paper = {"steps": 40, "step_size": 0.01, "epsilon": 1.0, "initial_const": 1e-3,
+             "similarity": {"name": "mine", "mine_steps": 20, "learning_rate": 1.5e-5}}
+    assert PRESETS == {
+        "paper": paper,
+        "fast": {**paper, "steps": 20, "similarity": {**paper["similarity"], "mine_steps": 5}},
+    }
+    # `paper` is what the attack does when told nothing (20 MINE steps when unsupervised).
+    default = MinMaxAttack(ReconstructionCriterion(conv_ae))
+    config = default.get_config()
+    assert {k: config[k] for k in ("steps", "step_size", "epsilon", "initial_const")} == {
+        k: paper[k] for k in ("steps", "step_size", "epsilon", "initial_const")}
+    assert default.similarity.learning_rate == paper["similarity"]["learning_rate"]
+    default.similarity.build((28, 28, 1), default.criterion, 0)
+    assert default.similarity.steps_per_iteration == paper["similarity"]["mine_steps"]
+    # get_preset hands out copies: changing one leaves the registry alone.
+    copy = get_preset("paper")
+    copy["similarity"]["mine_steps"] = 1
+    assert PRESETS["paper"]["similarity"]["mine_steps"] == 20
 
 
 def test_xla_fallback_is_visible_and_leaves_the_setting(mnist5k):

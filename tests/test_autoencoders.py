@@ -125,7 +125,7 @@ def test_adversarial_trainer_round_trips_and_evaluates(tmp_path):
     assert set(reloaded.fit(x, x, epochs=1, batch_size=100, verbose=0).history) == {
         "loss", "discriminator_loss", "generator_loss"}
     mse = np.mean((model.autoencoder.predict(x, verbose=0) - x) ** 2)
-    assert model.evaluate(x, x, batch_size=50, verbose=0) == pytest.approx(mse, rel=1e-4)
+    assert float(model.evaluate(x, x, batch_size=50, verbose=0)) == pytest.approx(mse, rel=1e-4)
 
 
 def test_adversarial_prior_and_weights_are_seeded():

@@ -10,8 +10,9 @@ import sys
 
 import pytest
 
-from uae_tf import datasets
+from uae_tf import datasets, evaluation, training
 from uae_tf.cli import main
+from uae_tf.runs import file_sha256
 
 
 @pytest.fixture(scope="module")
@@ -50,15 +51,50 @@ def test_train_writes_model_and_record(trained):
     assert summary["out"] == str(out)
     assert summary["epochs"] == 1
     assert summary["final_loss"] == record["history"]["loss"][-1]
+    assert summary["test_reconstruction_error"] == record["test_reconstruction_error"]
 
 
-def test_evaluate_prints_reconstruction_error_as_last_line(trained, capsys):
+def test_evaluate_prints_reconstruction_error_as_last_line(trained, capsys, mnist5k):
     out, _, _ = trained
     assert main(["evaluate", "--model", str(out), "--dataset", "mnist5k"]) == 0
     result = _last_json_line(capsys.readouterr().out)
-    assert 0 < result["reconstruction_error"] < 1
     assert result["n"] == 1000
     assert (result["dataset"], result["split"]) == ("mnist5k", "test")
+    # The saved model's error on the test split, as training recorded it.
+    phi, record = training.load_model_dir(out)
+    error = evaluation.reconstruction_error(phi, mnist5k[2])
+    assert result["reconstruction_error"] == pytest.approx(error, rel=1e-6)
+    assert record["test_reconstruction_error"] == pytest.approx(error, rel=1e-6)
+
+
+def test_retrain_trains_the_saved_architecture_on_originals_plus_augmentation(tmp_path,
+                                                                              capsys):
+    model, augment, out = tmp_path / "dense", tmp_path / "ga", tmp_path / "retrained"
+    assert main(["train", "--arch", "dense", "--dataset", "digits", "--epochs", "1",
+                 "--seed", "3", "--quiet", "--out", str(model)]) == 0
+    assert main(["generate", "--model", str(model), "--dataset", "digits", "--limit", "100",
+                 "--method", "gaussian", "--quiet", "--out", str(augment)]) == 0
+    capsys.readouterr()
+    assert main(["retrain", "--model", str(model), "--augment", str(augment), "--epochs", "2",
+                 "--quiet", "--out", str(out)]) == 0
+    summary = _last_json_line(capsys.readouterr().out)
+    record = json.loads((out / "train.json").read_text())
+    # The architecture, data and seed are the saved model's; the augmentation is named.
+    config = record["config"]
+    assert (config["arch"], config["dataset"], config["seed"], config["epochs"]) == (
+        "dense", "digits", 3, 2)
+    assert config["augmentation"]["method"] == "gaussian" and config["augmentation"]["n"] == 100
+    assert config["augmentation"]["uae_sha256"] == file_sha256(augment / "uae.npz")
+    # 1,437 originals and as many augmentations (the 1,337 not generated replicated):
+    # 29 batches of 100 an epoch.
+    assert record["n_train"] == 1437 and record["steps"] == 2 * 29
+    phi, _ = training.load_model_dir(out)
+    x_test, _ = datasets.load("digits", "test")
+    assert summary["test_reconstruction_error"] == pytest.approx(
+        evaluation.reconstruction_error(phi, x_test), rel=1e-6)
+    # The command is the Python API with the same arguments: the same training.
+    _, python = training.retrain(model, augment, epochs=2, verbose=0)
+    assert python["history"] == record["history"]
 
 
 def test_evaluate_on_other_image_shape_is_one_clear_error(trained, capsys):

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 import autoencoders
 from autoencoders import concrete
-from uae_tf import cli, evaluation, models, training
+from uae_tf import cli, datasets, evaluation, models, train_concrete, training
 
 
 def test_temperature_anneals_exponentially_from_10_to_0_1_over_training_steps():
@@ -172,8 +172,61 @@ def test_train_concrete_records_the_rule_and_features_and_generate_attacks_it(tm
                      "--view", "conv", "--quiet", "--out", str(tmp_path / "conv")]) == 1
 
 
+def test_train_concrete_records_what_its_saved_model_gives(tmp_path):
+    x_train, y_train = datasets.load("digits", "train")
+    x_test, y_test = datasets.load("digits", "test")
+    settings = dict(epochs=2, features=4, max_tries=1, limit=64, seed=1, verbose=0)
+    model, record = train_concrete("digits", out=tmp_path, **settings)
+    assert record["config"] == {
+        "arch": "concrete", "dataset": "digits", "epochs": 2, "batch_size": 16, "seed": 1,
+        "data_dir": None, "limit": 64, "augmentation": None, "features": 4, "max_tries": 1}
+    # max(64 // 256, 16) = 16 rows a batch: 4 steps an epoch, one run of the rule.
+    assert record["n_train"] == 64 and record["steps"] == 8 and len(record["tries"]) == 1
+    loaded, stored = training.load_model_dir(tmp_path)
+    assert stored == record
+    selected = autoencoders.selected_features(loaded)
+    np.testing.assert_array_equal(autoencoders.selected_features(model), selected)
+    assert record["selected_features"] == selected.tolist()
+    assert record["mean_max_probability"] == pytest.approx(
+        autoencoders.concrete_select(loaded).mean_max_probability(), rel=1e-6)
+    for split, x in (("train", x_train[:64]), ("test", x_test)):
+        assert record[f"{split}_reconstruction_error"] == pytest.approx(
+            evaluation.reconstruction_error(loaded, x), rel=1e-6)
+    assert record["test_accuracy"] == evaluation.feature_selection_accuracy(
+        x_train[:64], y_train[:64], x_test, y_test, selected, seed=1)
+    # The seed fixes the run: the same arguments train the same model.
+    _, again = train_concrete("digits", **settings)
+    assert again["history"] == record["history"]
+    assert again["selected_features"] == record["selected_features"]
+
+
 def test_features_is_for_the_concrete_autoencoder_only(tmp_path, capsys):
     code = cli.main(["train", "--arch", "dense", "--dataset", "digits", "--features", "5",
                      "--out", str(tmp_path)])
     assert code == 2
     assert "--features applies to --arch concrete only" in capsys.readouterr().err
+
+
+def test_whole_epochs_per_train_call_give_the_same_model(tmp_path, monkeypatch):
+    # train_concrete runs an epoch's steps per call of the train function: the same
+    # updates, in the same order, as one step per call, with and without UAEs.
+    from uae_tf import generation
+
+    x, _ = datasets.load("digits", "train")
+    phi, _ = training.train_concrete("digits", epochs=2, features=4, limit=40, max_tries=1,
+                                     verbose=0)
+    uaes = generation.generate(phi, x[:40], tmp_path / "uae", method="gaussian", seed=0,
+                               verbose=False)
+    build = concrete.build_concrete
+    weights = {}
+    for per_call in ("epoch", 1):
+        if per_call == 1:
+            monkeypatch.setattr(concrete, "build_concrete", lambda *a, **k: build(
+                *a, **{**k, "steps_per_execution": 1}))
+        for augmentation in (None, uaes):
+            model, _ = training.train_concrete("digits", epochs=3, features=4, limit=40,
+                                               max_tries=1, verbose=0, augmentation=augmentation)
+            weights[per_call, augmentation is None] = [w.numpy() for w in model.weights]
+    for plain in (True, False):
+        for a, b in zip(weights["epoch", plain], weights[1, plain]):
+            np.testing.assert_array_equal(a, b)

@@ -1,34 +1,21 @@
 """Issue 13's experiments on tiny settings: table5, table9, second-run, adversarial-training.
 
-Each command runs once (module fixtures) on a few digits, with 1-2 epochs; the
-tests check the report's schema, the files, that a rerun resumes and that changed
-settings are refused. The MINE attacks run without XLA here (``jit_compile=False``:
-their results do not depend on it, and compiling each attack with XLA would cost
-most of these tests' time), and the retraining experiments' attacks for T = 2
-iterations.
+Each command runs once, as it ships, on a few digits, with 1-2 epochs and attacks
+of T = 2 iterations (``--steps 2``); the tests check the report's schema, that its
+rows are the models and results on disk, the files, that a rerun resumes and that
+changed settings are refused.
 """
 
-import functools
 import json
 
 import numpy as np
 import pytest
 
-from uae_tf import ConventionalAugmentation, UAESequence, cli, datasets
-from uae_tf.reproduce import _retraining, _supervised
+import autoencoders
+from uae_tf import ConventionalAugmentation, UAESequence, cli, datasets, evaluation, training
+from uae_tf.runs import merge_chunks
 
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture(scope="module")
-def no_xla():
-    """Runs the experiments' attacks without XLA (the same results, compiled faster)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_retraining, "generate",
-                      functools.partial(_retraining.generate, jit_compile=False, steps=2))
-        patch.setattr(_supervised, "generate",
-                      functools.partial(_supervised.generate, jit_compile=False))
-        yield
 
 
 def _run(args, out, capsys):
@@ -88,25 +75,29 @@ def test_sequence_serves_k_augmentations_or_none_and_transforms_batches():
 # -- table5 ----------------------------------------------------------------------------
 
 TABLE5 = ["reproduce", "table5", "--dataset", "digits", "--limit", "16", "--epochs", "1",
-          "--augmented-epochs", "1", "--settings", "flip-rotation-noise"]
+          "--augmented-epochs", "1", "--steps", "2", "--settings", "flip-rotation-noise"]
 
 
 @pytest.fixture(scope="module")
-def table5(tmp_path_factory, no_xla):
+def table5(tmp_path_factory):
     out = tmp_path_factory.mktemp("table5")
     assert cli.main([*TABLE5, "--quiet", "--out", str(out)]) == 0
     return out
 
 
-def test_table5_report(table5):
+def test_table5_report(table5, assert_row_is_its_files):
     report = json.loads((table5 / "report.json").read_text())
     methods = [row["method"] for row in report["rows"]]
     assert methods == ["original", "flip-rotation-noise", "flip-rotation-noise+mine-uae",
                        "flip-rotation-noise-same-steps"]
     rows = {row["method"]: row for row in report["rows"]}
+    seed = table5 / "seed-0"
+    for method, row in rows.items():
+        setting = method.removesuffix("+mine-uae")
+        assert_row_is_its_files(row, seed / method, "digits",
+                                seed / "augment" / setting if method != setting else None)
     for setting in ("flip-rotation-noise",):
         uae = rows[f"{setting}+mine-uae"]
-        assert 0 <= uae["asr"] <= 1 and rows[setting]["asr"] is None
         base = rows[setting]["test_error"]
         assert uae["improvement_over_augmented_pct"] == pytest.approx(
             100 * (base - uae["test_error"]) / base)
@@ -114,6 +105,9 @@ def test_table5_report(table5):
     config = report["config"]
     assert list(config["transforms"]) == ["flip-rotation-noise"] and config["noise"] == 0.001
     assert config["view"] == "random" and config["preset"] == "fast" and config["limit"] == 16
+    assert config["steps"] == 2
+    attack = json.loads((seed / "augment" / "flip-rotation-noise" / "summary.json").read_text())
+    assert attack["config"]["attack"]["steps"] == 2
     model = json.loads((table5 / "seed-0" / "flip-rotation-noise" / "train.json").read_text())
     assert model["config"]["transform"] == {"flip": True, "rotation": 10.0, "noise": 0.001}
     assert report["paper"]["rows"]["noise"] == {"augmented": 0.00107, "mine-uae": 0.00095}
@@ -136,10 +130,10 @@ def test_table5_resumes_and_refuses_other_settings(table5, capsys):
 # -- table9 ----------------------------------------------------------------------------
 
 TABLE9 = ["reproduce", "table9", "--dataset", "digits", "--limit", "16", "--epochs", "1",
-          "--augmented-epochs", "1", "--alphas", "0.05", "--betas", "0.5"]
+          "--augmented-epochs", "1", "--steps", "2", "--alphas", "0.05", "--betas", "0.5"]
 
 
-def test_table9_report_resume_and_refusal(tmp_path, no_xla, capsys):
+def test_table9_report_resume_and_refusal(tmp_path, capsys, assert_row_is_its_files):
     code, last, _ = _run(TABLE9, tmp_path, capsys)
     assert code == 0
     report = json.loads((tmp_path / "report.json").read_text())
@@ -147,15 +141,26 @@ def test_table9_report_resume_and_refusal(tmp_path, no_xla, capsys):
     for arch, rows in report["rows"].items():
         assert [row["method"] for row in rows] == [
             "original", "mine-uae-a0.05-b0.5", "original-same-steps"]
+        run = tmp_path / "seed-0" / arch
+        for row in rows:
+            augmented = row["method"].startswith("mine-uae")
+            assert_row_is_its_files(row, run / row["method"], "digits",
+                                    run / "augment" / row["method"] if augmented else None)
         row = rows[1]
-        assert (row["alpha"], row["beta"]) == (0.05, 0.5) and 0 <= row["asr"] <= 1
-        attack = json.loads((tmp_path / "seed-0" / arch / "augment" / "mine-uae-a0.05-b0.5" /
+        assert (row["alpha"], row["beta"]) == (0.05, 0.5)
+        attack = json.loads((run / "augment" / "mine-uae-a0.05-b0.5" /
                              "summary.json").read_text())["config"]["attack"]
-        assert attack["step_size"] == 0.05 and attack["beta"] == 0.5
+        assert attack["step_size"] == 0.05 and attack["beta"] == 0.5 and attack["steps"] == 2
         # The control takes at least the augmented row's steps, within one epoch.
         assert rows[1]["steps"] <= rows[2]["steps"] < rows[1]["steps"] + rows[0]["steps"]
-    concrete = report["rows"]["concrete"]
-    assert all(0 <= row["accuracy"] <= 1 for row in concrete)
+    # The concrete rows' accuracy: ExtraTrees (seeded) on the features each saved model
+    # selects, recomputed.
+    x_train, y_train = datasets.load("digits", "train")
+    x_test, y_test = datasets.load("digits", "test")
+    for row in report["rows"]["concrete"]:
+        phi, _ = training.load_model_dir(tmp_path / "seed-0" / "concrete" / row["method"])
+        assert row["accuracy"] == evaluation.feature_selection_accuracy(
+            x_train[:16], y_train[:16], x_test, y_test, autoencoders.selected_features(phi))
     assert "accuracy" not in report["rows"]["conv"][0]
     similarity = json.loads((tmp_path / "seed-0" / "concrete" / "augment" / "mine-uae-a0.05-b0.5"
                              / "summary.json").read_text())["config"]["attack"]["similarity"]
@@ -178,16 +183,21 @@ def test_table9_report_resume_and_refusal(tmp_path, no_xla, capsys):
 # -- second-run ------------------------------------------------------------------------
 
 SECOND_RUN = ["reproduce", "second-run", "--dataset", "digits", "--limit", "16", "--epochs",
-              "1", "--augmented-epochs", "1"]
+              "1", "--augmented-epochs", "1", "--steps", "2"]
 
 
-def test_second_run_report_resume_and_refusal(tmp_path, no_xla, capsys):
+def test_second_run_report_resume_and_refusal(tmp_path, capsys, assert_row_is_its_files):
     code, _, _ = _run(SECOND_RUN, tmp_path, capsys)
     assert code == 0
     report = json.loads((tmp_path / "report.json").read_text())
     rows = {row["method"]: row for row in report["rows"]}
     assert list(rows) == ["original", "first-run", "second-run", "first-run-same-steps",
                           "original-same-steps"]
+    seed = tmp_path / "seed-0"
+    for method, row in rows.items():
+        attacked = method in ("first-run", "second-run")
+        assert_row_is_its_files(row, seed / method, "digits",
+                                seed / "augment" / method if attacked else None)
     assert report["config"]["arch"] == "sparse"
     # 16 originals + 16 + 16 UAEs in batches of 100: one step an epoch, like the controls.
     assert rows["second-run"]["steps"] == rows["first-run-same-steps"]["steps"] == 1
@@ -210,18 +220,28 @@ def test_second_run_report_resume_and_refusal(tmp_path, no_xla, capsys):
 
 ADVERSARIAL = ["reproduce", "adversarial-training", "--limit", "16", "--n", "1",
                "--epsilons", "0.1,0.4", "--classifier-epochs", "2", "--clean-epochs", "1",
-               "--ramp-epochs", "1", "--autoencoder-epochs", "1", "--steps", "2",
-               "--train-steps", "2"]
+               "--ramp-epochs", "1", "--steps", "2", "--train-steps", "2"]
 
 
 @pytest.mark.slow
-def test_adversarial_training_report_resume_and_refusal(tmp_path, no_xla, capsys):
-    code, _, _ = _run(ADVERSARIAL, tmp_path, capsys)
+def test_adversarial_training_report_resume_and_refusal(tmp_path, capsys, conv_ae_dir):
+    # The UAEs' autoencoder is the session's (trained once for every test).
+    adversarial = [*ADVERSARIAL, "--autoencoder", str(conv_ae_dir)]
+    code, _, _ = _run(adversarial, tmp_path, capsys)
     assert code == 0
     report = json.loads((tmp_path / "report.json").read_text())
     assert [(r["model"], r["epsilon"]) for r in report["rows"]] == [
         ("adv", 0.1), ("adv", 0.4), ("adv_uae", 0.1), ("adv_uae", 0.4)]
-    assert all(0 <= r["asr"] <= 1 for r in report["rows"])
+    # Each row is its PGD results on disk: the saved classifier fooled there.
+    indices = np.asarray(report["config"]["indices"])
+    x_test, y_test = datasets.load("mnist5k", "test")
+    for row in report["rows"]:
+        classifier, _ = training.load_model_dir(tmp_path / row["model"])
+        result, _ = merge_chunks(tmp_path / "pgd" / row["model"] / f"eps_{row['epsilon']:g}",
+                                 indices)
+        fooled = classifier.predict(result.x_adv, verbose=0).argmax(-1) != y_test[indices]
+        np.testing.assert_array_equal(result.success, fooled)
+        assert row["asr"] == pytest.approx(fooled.mean(), rel=1e-12)
     adversary = report["config"]["adversary"]
     assert adversary == {"epsilon": 0.3, "steps": 2, "step_size": pytest.approx(0.375),
                          "loss": "crossentropy", "random_start": True, "seed": 0}
@@ -237,9 +257,9 @@ def test_adversarial_training_report_resume_and_refusal(tmp_path, no_xla, capsys
     assert pgd["config"]["attack"]["step_size"] == pytest.approx(2.5 * 0.4 / 100)
     assert "Adv. training-UAE" in (tmp_path / "report.md").read_text()
     assert (tmp_path / "adversarial_training.png").read_bytes()[:8] == PNG
-    code, _, _ = _run(ADVERSARIAL, tmp_path, capsys)
+    code, _, _ = _run(adversarial, tmp_path, capsys)
     assert code == 0
-    code, _, err = _run([*ADVERSARIAL[:-1], "3"], tmp_path, capsys)
+    code, _, err = _run([*adversarial, "--train-steps", "3"], tmp_path, capsys)
     assert code == 1 and "adversary.steps" in err
-    code, _, err = _run([*ADVERSARIAL, "--clean-epochs", "2"], tmp_path, capsys)
+    code, _, err = _run([*adversarial, "--clean-epochs", "2"], tmp_path, capsys)
     assert code == 1 and "clean_epochs" in err

@@ -3,7 +3,6 @@
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -18,6 +17,7 @@ import autoencoders
 from uae_tf import evaluation, generation, runs
 from uae_tf.attacks import MinMaxAttack
 from uae_tf.attacks.base import AttackResult
+from uae_tf.runs._barrier import BARRIER_ENV
 
 TINY = dict(steps=3, similarity={"mine_steps": 2})
 
@@ -216,6 +216,31 @@ def test_engine_pieces_write_what_attack_in_chunks_writes(tmp_path):
         np.testing.assert_array_equal(getattr(merged, key), getattr(whole, key))
 
 
+def test_the_chunk_barrier_pauses_a_run_before_its_second_chunk_is_written(tmp_path,
+                                                                          monkeypatch):
+    # The tests' pause (uae_tf/runs/_barrier.py) that the kill tests rely on.
+    barrier = tmp_path / "barrier"
+    reached, release = tmp_path / "barrier.reached", tmp_path / "barrier.release"
+    monkeypatch.setenv(BARRIER_ENV, str(barrier))
+    x = np.random.default_rng(0).random((6, 2, 2, 1), dtype=np.float32)
+    out, calls, results = tmp_path / "run", [], []
+    run = threading.Thread(target=lambda: results.append(runs.attack_in_chunks(
+        _fake_attack(calls), x, out, {"run": 3}, chunk_size=2)))
+    run.start()
+    deadline = time.monotonic() + 60
+    while not reached.exists() and run.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert json.loads(reached.read_text()) == {
+        "pid": os.getpid(), "chunk": str((out / "chunks" / "00000002.npz").resolve())}
+    assert calls == [[0, 1], [2, 3]]  # the second chunk attacked, then held
+    assert [p.name for p in (out / "chunks").glob("*.npz")] == ["00000000.npz"]
+    assert run.is_alive()
+    release.touch()
+    run.join(60)
+    assert not run.is_alive() and calls == [[0, 1], [2, 3], [4, 5]]
+    assert len(results) == 1 and len(results[0][0].success) == 6
+
+
 def test_start_and_gaussian_default_to_batches_of_256(tmp_path):
     model = autoencoders.reconstruction_model(autoencoders.build("dense", (28, 28, 1), seed=0))
     x = np.random.default_rng(0).random((3, 28, 28, 1), dtype=np.float32)
@@ -268,7 +293,7 @@ def test_foreign_or_corrupt_files_are_clear_errors(run, conv_ae, tmp_path):
     with pytest.raises(ValueError, match="corrupt"):
         generation.generate(conv_ae, x, broken, verbose=False, **TINY)
     (broken / "uae.npz").write_bytes(b"garbage")
-    with pytest.raises(ValueError, match="uae.npz is not a readable"):
+    with pytest.raises(ValueError, match=r"uae\.npz is corrupt.*delete it and rerun"):
         generation.load_results(broken)
     with pytest.raises(FileNotFoundError, match="uae generate"):
         generation.load_results(tmp_path / "nothing")
@@ -293,33 +318,40 @@ def _cli(*args):
 
 
 @pytest.mark.slow
-def test_cli_generate_resumes_after_kill(conv_ae, tmp_path):
-    model_dir = tmp_path / "model"
-    model_dir.mkdir()
-    conv_ae.save(model_dir / "model.keras")
-    # Four one-sample chunks of the random view (about a second each on 2 cores):
-    # killed within 0.2 s of the first chunk landing, before the last.
-    common = ["generate", "--model", str(model_dir), "--dataset", "mnist5k", "--limit", "4",
+def test_cli_generate_resumes_after_kill(conv_ae_dir, tmp_path):
+    # Four one-sample chunks of the random view, killed where the test's chunk barrier
+    # pauses the run (uae_tf/runs/_barrier.py): the first chunk written, the second
+    # attacked and not written.
+    common = ["generate", "--model", str(conv_ae_dir), "--dataset", "mnist5k", "--limit", "4",
               "--preset", "fast", "--view", "random", "--attack-batch-size", "1", "--quiet"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    killed = tmp_path / "killed"
-    proc = subprocess.Popen(_cli(*common, "--out", str(killed)), env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 600
-    while time.time() < deadline and proc.poll() is None:
-        if len(list((killed / "chunks").glob("*.npz"))) >= 1:
-            break
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    killed, barrier = tmp_path / "killed", tmp_path / "barrier"
+    reached = tmp_path / "barrier.reached"
+    with open(tmp_path / "killed.stderr", "w+") as stderr:
+        proc = subprocess.Popen(_cli(*common, "--out", str(killed)),
+                                env={**env, BARRIER_ENV: str(barrier)},
+                                stdout=subprocess.DEVNULL, stderr=stderr)
+        try:
+            deadline = time.monotonic() + 600
+            while not reached.exists() and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            proc.kill()
+            proc.wait()
+        stderr.seek(0)
+        assert reached.exists(), f"the run never paused (exit {proc.returncode}):\n{stderr.read()}"
+    paused = json.loads(reached.read_text())
+    assert paused["pid"] == proc.pid
+    assert paused["chunk"] == str((killed / "chunks" / "00000001.npz").resolve())
     assert not (killed / "uae.npz").exists()
-    done_before = len(list((killed / "chunks").glob("*.npz")))
-    assert 1 <= done_before < 4
+    assert sorted(p.name for p in (killed / "chunks").glob("*.npz")) == ["00000000.npz"]
+    kept = (killed / "chunks" / "00000000.npz").stat().st_mtime_ns
     resumed = subprocess.run(_cli(*common, "--out", str(killed)), env=env, capture_output=True,
                              text=True, timeout=900)
     assert resumed.returncode == 0, resumed.stderr
     summary = json.loads(resumed.stdout.strip().splitlines()[-1])
     assert summary["n"] == 4
+    assert (killed / "chunks" / "00000000.npz").stat().st_mtime_ns == kept  # not redone
     whole = tmp_path / "whole"
     straight = subprocess.run(_cli(*common, "--out", str(whole)), env=env, capture_output=True,
                               text=True, timeout=900)

@@ -71,12 +71,25 @@ def test_largest_batch_and_bandwidth_floor():
         10**9) == 2.0
 
 
+def _pretend_gpus(monkeypatch, gpus):
+    """Makes ``tf.config.list_physical_devices("GPU")`` list ``gpus`` for the test."""
+    monkeypatch.setattr(memory.tf.config, "list_physical_devices",
+                        lambda kind=None: list(gpus) if kind == "GPU" else [])
+
+
 @pytest.fixture
 def fake_gpu(monkeypatch):
-    monkeypatch.setattr(memory.tf.config, "list_physical_devices",
-                        lambda kind=None: ["GPU:0"] if kind == "GPU" else [])
+    """One GPU whose memory nothing reports (the tests set it)."""
+    _pretend_gpus(monkeypatch, ["GPU:0"])
     monkeypatch.delenv(memory.GPU_MEMORY_ENV, raising=False)
     monkeypatch.setattr(memory, "_query_nvidia_smi", lambda: None)
+    return monkeypatch
+
+
+@pytest.fixture
+def no_gpu(monkeypatch):
+    """A CPU-only machine, whatever this one has: the CPU defaults are under test."""
+    _pretend_gpus(monkeypatch, [])
     return monkeypatch
 
 
@@ -87,8 +100,7 @@ def _with_networks(per_sample):
         carried={}, mine_step={}, delta_step={}, fixed={}, traffic=0)
 
 
-def test_default_batch_on_a_cpu_batches_cached_networks_only():
-    assert not tf.config.list_physical_devices("GPU")
+def test_default_batch_on_a_cpu_batches_cached_networks_only(no_gpu):
     assert memory.default_batch_size(None) == 1
     assert memory.default_batch_size(_estimate()) == 1  # no statistics networks
     assert memory.default_batch_size(_with_networks(146 * 2**20)) == 1  # the conv view's
@@ -128,7 +140,7 @@ def test_an_attack_left_to_choose_takes_the_default_for_its_samples(fake_gpu):
     fake_gpu.setenv(memory.GPU_MEMORY_ENV, "1GB")
     per_sample = estimate_attack_memory(attack).bytes_per_sample
     assert attack.resolve_batch_size(SHAPE) == 10**9 // per_sample == attack.batch_size
-    fake_gpu.undo()
+    _pretend_gpus(fake_gpu, [])
     cpu = MinMaxAttack(criterion, similarity=VIEWS["conv"])
     assert cpu.resolve_batch_size(SHAPE) == memory.CPU_CACHED_BATCH_SIZE  # 8x8: cache-sized
 

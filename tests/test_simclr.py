@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from uae_tf import MinMaxAttack, UAESequence, _seeds, models
+from uae_tf import MinMaxAttack, PGDAttack, UAESequence, _seeds, cli, models
 from uae_tf.contrastive import (
     JITTER_STEPS,
     SimCLRAugmentation,
@@ -17,9 +17,11 @@ from uae_tf.contrastive import (
     nt_xent,
 )
 from uae_tf.criteria import ContrastiveCriterion
+from uae_tf.generation import load_results
 from uae_tf.models import LARS, SimCLR, build_simclr, linear_probe
-from uae_tf.reproduce import run_figure10b, run_table7
-from uae_tf.runs import ConfigMismatchError
+from uae_tf.models.simclr_training import contrastive_loss
+from uae_tf.reproduce import run_table7
+from uae_tf.runs import ConfigMismatchError, merge_chunks
 
 ATTACK = dict(steps=3, similarity={"name": "mine", "mine_steps": 1}, initial_perturbation="glorot",
               const_decay_power=0.5, seed=3)
@@ -237,33 +239,68 @@ def test_registry_knows_simclr():
                         total_steps=10).encoder.layers[1].name == "stem_conv"
 
 
-def test_table7_schema_resume_refused_config_and_figure10b(tmp_path):
+def test_reproduce_table7_and_figure10b(tmp_path, mnist5k, assert_asr_grows_with_epsilon):
+    """``uae reproduce table7`` then ``figure10b`` on its models, as they ship, tiny."""
+    table7 = tmp_path / "table7"
     settings = dict(limit=8, epochs=1, augmented_epochs=1, pairs=2, steps=2, probe_epochs=20,
-                    attack_batch_size=8, verbose=False)
-    report = run_table7("mnist5k", tmp_path, **settings)
+                    attack_batch_size=8)
+    argv = ["reproduce", "table7", "--limit", "8", "--epochs", "1", "--augmented-epochs", "1",
+            "--pairs", "2", "--steps", "2", "--probe-epochs", "20", "--attack-batch-size", "8",
+            "--quiet"]
+    assert cli.main([*argv, "--out", str(table7)]) == 0
+    report = json.loads((table7 / "report.json").read_text())
     assert [row["method"] for row in report["rows"]] == ["original", "mine-uae",
                                                          "original-same-steps"]
-    row = report["rows"][1]
-    assert {"test_loss", "accuracy", "frozen_accuracy", "asr", "epochs", "steps"} <= set(row)
-    assert 0 <= row["asr"] <= 1 and report["rows"][2]["steps"] >= row["steps"]
+    # Each row is its saved model and results: the test contrastive loss (seeded
+    # augmentations, the run's batch) and the ASR, recomputed.
+    for row in report["rows"]:
+        model = keras.saving.load_model(table7 / "seed-0" / row["method"] / "model.keras",
+                                        compile=False)
+        loss = contrastive_loss(model, mnist5k[2], report["config"]["batch_size"], seed=0)
+        assert row["test_loss"] == pytest.approx(loss, rel=1e-6), row["method"]
+    uae = report["rows"][1]
+    assert {"test_loss", "accuracy", "frozen_accuracy", "asr", "epochs", "steps"} <= set(uae)
+    success = load_results(table7 / "seed-0" / "augment" / "mine-uae").success
+    assert uae["asr"] == pytest.approx(success.mean(), rel=1e-12)
+    assert report["rows"][0]["asr"] is None and report["rows"][2]["steps"] >= uae["steps"]
     # The published probe of mine-uae trains on the originals plus their UAEs, the
     # others' on the originals; the frozen probe on the originals for every row.
     assert [r["probe_train_samples"] for r in report["rows"]] == [8, 16, 8]
-    record = json.loads((tmp_path / "seed-0" / "mine-uae" / "train.json").read_text())
+    record = json.loads((table7 / "seed-0" / "mine-uae" / "train.json").read_text())
     assert record["linear_probe"]["frozen"]["n_train"] == 8
-    markdown = (tmp_path / "report.md").read_text()
+    markdown = (table7 / "report.md").read_text()
     assert markdown.count("0.29010") == 1 and "accuracy (published probe)" in markdown
-    again = run_table7("mnist5k", tmp_path, **settings)
+    again = run_table7("mnist5k", table7, verbose=False, **settings)  # resumed from Python
     assert again["rows"] == report["rows"]
     with pytest.raises(ConfigMismatchError, match="pairs"):
-        run_table7("mnist5k", tmp_path, **{**settings, "pairs": 3})
+        run_table7("mnist5k", table7, verbose=False, **{**settings, "pairs": 3})
 
-    robustness = run_figure10b(tmp_path, tmp_path / "fig10b", n=2, epsilons=(1 / 255, 8 / 255),
-                               verbose=False)
+    out = tmp_path / "fig10b"
+    assert cli.main(["reproduce", "figure10b", "--table7", str(table7), "--n", "2",
+                     "--epsilons", "1,8", "--quiet", "--out", str(out)]) == 0
+    robustness = json.loads((out / "report.json").read_text())
     assert [(r["model"], r["epsilon"]) for r in robustness["rows"]] == [
         ("original", 1 / 255), ("original", 8 / 255), ("mine-uae", 1 / 255),
         ("mine-uae", 8 / 255)]
-    assert (tmp_path / "fig10b" / "figure10b.png").is_file()
+    assert (out / "figure10b.png").is_file()
+    assert_asr_grows_with_epsilon(robustness["rows"])
     assert robustness["config"]["probe"] == "published"
     assert robustness["config"]["models"]["mine-uae"]["n_train"] == 16
-    assert "protocol `published`" in (tmp_path / "fig10b" / "report.md").read_text()
+    assert "protocol `published`" in (out / "report.md").read_text()
+    # A row is what PGD as published (cross-entropy, random start, 100 steps of 0.01)
+    # gives the encoder with its seeded published linear probe (on the 8 originals for
+    # the original model), run here.
+    encoder = keras.saving.load_model(table7 / "seed-0" / "original" / "model.keras",
+                                      compile=False).encoder
+    x_train, y_train, x_test, y_test = mnist5k
+    _, head = linear_probe(encoder, x_train[:8], y_train[:8], x_test, y_test,
+                           protocol="published", epochs=20,
+                           batch_size=report["config"]["batch_size"], seed=0)
+    indices = np.asarray(robustness["config"]["indices"])
+    direct = PGDAttack(keras.Sequential([encoder, head]), epsilon=8 / 255, steps=100,
+                       step_size=0.01, loss="crossentropy", random_start=True, seed=0)(
+        x_test[indices], labels=y_test[indices], indices=indices)
+    row = robustness["rows"][1]
+    assert row["asr"] == direct.attack_success_rate
+    on_disk, _ = merge_chunks(out / "pgd" / "original" / f"eps_{8 / 255:.5f}", indices)
+    np.testing.assert_allclose(on_disk.x_adv, direct.x_adv, atol=1e-6)

@@ -17,7 +17,8 @@ from uae_tf.attacks.penalty import binary_search_update
 from uae_tf.cli import main
 from uae_tf.criteria import MarginCriterion
 from uae_tf.models import AdversarialTraining, build_classifier, train_classifier
-from uae_tf.runs import ConfigMismatchError
+from uae_tf.runs import ConfigMismatchError, merge_chunks
+from uae_tf.training import load_model_dir
 
 # A small random view keeps the MINE networks tiny, so the attacks run in seconds.
 FAST_VIEW = {
@@ -25,13 +26,18 @@ FAST_VIEW = {
 }
 
 
+def _first_correct(classifier, mnist5k, n):
+    """The first ``n`` test digits ``classifier`` classifies correctly: ``(x, y)``."""
+    x, y = mnist5k[2], mnist5k[3]
+    keep = np.flatnonzero(_predict(classifier, x[:200]) == y[:200])[:n]
+    assert len(keep) == n
+    return x[keep], y[keep]
+
+
 @pytest.fixture(scope="module")
 def correct(mnist5k, classifier):
     """Eight test digits the ``classifier`` fixture classifies correctly: ``(x, y)``."""
-    x, y = mnist5k[2], mnist5k[3]
-    predicted = classifier.predict(x[:200], verbose=0).argmax(-1)
-    keep = np.flatnonzero(predicted == y[:200])[:8]
-    return x[keep], y[keep]
+    return _first_correct(classifier, mnist5k, 8)
 
 
 @pytest.fixture(scope="module")
@@ -192,8 +198,10 @@ def test_pgd_random_start_depends_on_the_seed_only(classifier, correct):
 
 
 @pytest.mark.parametrize("loss", ["margin", "crossentropy"])
-def test_targeted_pgd_reaches_the_target(classifier, correct, loss):
-    x, y = correct
+def test_targeted_pgd_reaches_the_target(classifier, mnist5k, loss):
+    # Measured with either loss: 29 of the 32 reach the target, none within 0.4 of
+    # a logit of the boundary; the test fails only if 6 more miss (19%).
+    x, y = _first_correct(classifier, mnist5k, 32)
     targets = (y + 1) % 10
     result = PGDAttack(classifier, epsilon=0.3, steps=40, loss=loss, targeted=True)(x, labels=targets)
     predicted = _predict(classifier, result.x_adv)
@@ -282,7 +290,7 @@ def test_uae_train_classifier_records_test_accuracy(tmp_path):
     assert (out / "model.keras").is_file()
 
 
-def test_run_table3_from_python_then_the_cli_resumes_it(tmp_path, classifier):
+def test_run_table3_from_python_then_the_cli_resumes_it(tmp_path, classifier, mnist5k):
     from uae_tf import reproduce
 
     model_file = tmp_path / "classifier.keras"
@@ -292,9 +300,25 @@ def test_run_table3_from_python_then_the_cli_resumes_it(tmp_path, classifier):
                                   search_steps=2, view="random", verbose=False)
     assert report == json.loads((out / "report.json").read_text())
     assert [row["method"] for row in report["rows"]] == ["minmax", "penalty"]
+    # The samples are the first two test digits the classifier gets right, and each
+    # row is its results on disk: the classifier fooled on the examples there (the
+    # success flags stored say so too), the MI and L2 distance of those it fooled.
+    x_test, y_test = mnist5k[2], mnist5k[3]
+    indices = np.flatnonzero(_predict(classifier, x_test) == y_test)[:2]
+    assert report["config"]["indices"] == indices.tolist()
+    x, y = x_test[indices], y_test[indices]
     for row in report["rows"]:
         assert {"method", "asr", "mi", "mi_std", "l2"} <= set(row)
-        assert 0.0 <= row["asr"] <= 1.0
+        result, _ = merge_chunks(out / row["method"], indices)
+        fooled = _predict(classifier, result.x_adv) != y
+        np.testing.assert_array_equal(result.success, fooled)
+        assert row["asr"] == pytest.approx(fooled.mean(), rel=1e-12)
+        if fooled.any():
+            l2 = np.linalg.norm((result.x_adv - x)[fooled].reshape(fooled.sum(), -1), axis=1)
+            assert row["mi"] == pytest.approx(result.mi[fooled].mean(), rel=1e-6)
+            assert row["l2"] == pytest.approx(l2.mean(), rel=1e-6)
+        else:
+            assert row["mi"] is None and row["l2"] is None
     assert report["config"]["seed"] == 0 and "tensorflow" in report["config"]["versions"]
     assert "28.28" in (out / "report.md").read_text()  # the paper's numbers beside ours
     assert (out / "fig2_mi_vs_iteration.png").stat().st_size > 0
@@ -317,24 +341,32 @@ def test_reproduce_table3_refuses_t_not_a_multiple_of_b(tmp_path, capsys):
     assert "multiple" in capsys.readouterr().err
 
 
-def test_run_figure3_draws_the_grid(tmp_path, classifier):
+def test_reproduce_figure3_draws_the_grid_and_python_resumes_it(tmp_path, classifier):
     from uae_tf.reproduce import run_figure3
 
     model_file = tmp_path / "classifier.keras"
     classifier.save(model_file)
     out = tmp_path / "figure3"
-    report = run_figure3(out, model=str(model_file), n=2, steps=3, view="random",
-                         epsilons=(0.1, 1.0), verbose=False)
-    assert {(r["method"], r["epsilon"]) for r in report["rows"]} == {
+    code, summary = _run(["reproduce", "figure3", "--model", str(model_file), "--n", "2",
+                          "--steps", "3", "--view", "random", "--epsilons", "0.1,1.0",
+                          "--quiet", "--out", str(out)])
+    assert code == 0 and summary["figure"] == str(out / "figure3.png")
+    report = json.loads((out / "report.json").read_text())
+    assert [(r["method"], r["epsilon"]) for r in report["rows"]] == [
         (m, e) for m in ("minmax", "pgd") for e in (0.1, 1.0)
-    }
+    ]
+    assert report["config"]["epsilons"] == [0.1, 1.0]
     assert all(r["linf"] <= r["epsilon"] + 1e-6 for r in report["rows"])
-    assert report["figure"] == str(out / "figure3.png")
     assert (out / "figure3.png").stat().st_size > 0
     assert "| 1.0 |" in (out / "report.md").read_text()
+    # The same settings from Python: every chunk is on disk, the same rows.
+    again = run_figure3(out, model=str(model_file), n=2, steps=3, view="random",
+                        epsilons=(0.1, 1.0), verbose=False)
+    assert again["rows"] == report["rows"]
 
 
-def test_reproduce_robustness_refuses_other_settings_in_the_same_directory(tmp_path, capsys):
+def test_reproduce_robustness_refuses_other_settings_in_the_same_directory(
+        tmp_path, capsys, mnist5k, assert_asr_grows_with_epsilon):
     out = tmp_path / "robustness"
     argv = ["reproduce", "robustness", "--limit", "8", "--n", "2", "--epsilons", "0.3,0.1",
             "--classifier-epochs", "1", "--steps", "1", "--mine-steps", "1", "--quiet",
@@ -348,6 +380,18 @@ def test_reproduce_robustness_refuses_other_settings_in_the_same_directory(tmp_p
     }
     assert report["config"]["epsilons"] == [0.1, 0.3]
     assert report["config"]["classifier_epochs"] == {"std": 2, "std_uae": 1}
+    # PGD's ASR grows with its budget; a row is what PGD as appendix I gives it (100
+    # steps of 0.01, margin loss, no random start), run here on the saved model.
+    assert_asr_grows_with_epsilon(report["rows"])
+    std_uae, _ = load_model_dir(out / "std_uae")
+    indices = np.asarray(report["config"]["indices"])
+    x, y = mnist5k[2][indices], mnist5k[3][indices]
+    direct = PGDAttack(std_uae, epsilon=0.1, steps=100, step_size=0.01, loss="margin",
+                       random_start=False, seed=0)(x, labels=y, indices=indices)
+    row = next(r for r in report["rows"] if (r["model"], r["epsilon"]) == ("std_uae", 0.1))
+    assert row["asr"] == direct.attack_success_rate
+    on_disk, _ = merge_chunks(out / "pgd" / "std_uae" / "eps_0.1", indices)
+    np.testing.assert_allclose(on_disk.x_adv, direct.x_adv, atol=1e-6)
     assert (out / "robustness.png").stat().st_size > 0 and (out / "report.md").is_file()
     record = json.loads((out / "autoencoder" / "train.json").read_text())
     assert record["config"]["epochs"] == 1

@@ -140,7 +140,7 @@ def fake_downloads(monkeypatch):
                           sha256=hashlib.sha256(contents[f.name]).hexdigest() if f.sha256 else None,
                           git_blob=_tabular.git_blob_id(contents[f.name]) if f.git_blob else None)
             for f in source.files)
-        sources[name] = _tabular.Source(files, source.parse, source.pinned)
+        sources[name] = _tabular.Source(files, source.parse, source.pinned, source.options)
     monkeypatch.setattr(_tabular, "SOURCES", sources)
     monkeypatch.setattr(keras.utils, "get_file", get_file)
     monkeypatch.setattr(datasets, "_check_reachable", lambda url: None)
@@ -163,22 +163,121 @@ def test_isolet_parsed_scaled_and_split(fake_downloads, tmp_path, monkeypatch):
     assert (tmp_path / "uae_tf" / "isolet" / "isolet5.data.Z").is_file()
 
 
-def test_mice_protein_fills_missing_values_with_the_class_mean(fake_downloads, tmp_path):
+def test_mice_protein_observed_mean_fill(fake_downloads, tmp_path):
     contents, _ = fake_downloads
-    x_train, y_train = datasets.load("mice_protein", "train", data_dir=tmp_path)
-    x_test, y_test = datasets.load("mice_protein", "test", data_dir=tmp_path)
+    x_train, y_train = datasets.load("mice_protein", "train", data_dir=tmp_path,
+                                     fill="observed_mean")
+    x_test, y_test = datasets.load("mice_protein", "test", data_dir=tmp_path,
+                                   fill="observed_mean")
     assert x_train.shape == (864, 77) and x_test.shape == (216, 77)
     assert set(np.concatenate([y_train, y_test])) == set(range(8))
     assert not np.isnan(x_train).any() and x_train.min() >= 0 and x_train.max() <= 1
-    # Raw column 3 of the fake rows: class c has values c + U(0, 3); a fill from the
-    # published loader's -100000 placeholder would pull the column's minimum far below.
+    # Raw column 3 of the fake rows: class c has values c + U(0, 3), so the observed
+    # means keep the scaled column spread over [0, 1] (a placeholder fill would
+    # squeeze every observed value into a sliver next to 1).
     rows = list(csv.reader(io.StringIO(contents["Data_Cortex_Nuclear.csv"].decode())))[1:]
     raw = np.array([float(r[4]) if r[4] else np.nan for r in rows])
     assert np.isnan(raw).sum() == 1080 // 50 + 1
+    both = np.concatenate([x_train, x_test])[:, 3]
+    assert np.ptp(both) == 1.0 and both.min() == 0.0 and np.median(both) < 0.9
     # The split is a fixed permutation: loading twice gives the same rows.
     datasets._load_downloaded.cache_clear()
-    again, _ = datasets.load("mice_protein", "train", data_dir=tmp_path)
+    again, _ = datasets.load("mice_protein", "train", data_dir=tmp_path, fill="observed_mean")
     np.testing.assert_array_equal(again, x_train)
+
+
+def _published_mice(data):
+    """IBM/UAE setup_concrete.py's MICE loader, as published (before its shuffle)."""
+    from sklearn.preprocessing import MinMaxScaler
+
+    text = io.StringIO(data.decode("utf-8"))
+    x = np.genfromtxt(text, delimiter=",", skip_header=1, usecols=range(1, 78),
+                      filling_values=-100000, encoding="UTF-8")
+    text.seek(0)
+    classes = np.genfromtxt(text, delimiter=",", skip_header=1, usecols=range(78, 81),
+                            dtype=None, encoding="UTF-8")
+    for i, row in enumerate(x):
+        for j, value in enumerate(row):
+            if value == -100000:
+                x[i, j] = np.mean([x[k, j] for k in range(classes.shape[0])
+                                   if np.all(classes[i] == classes[k])])
+    return MinMaxScaler(feature_range=(0, 1)).fit_transform(x)
+
+
+def _unshuffle(x_train, x_test):
+    order = np.random.default_rng(_tabular.SPLIT_SEED).permutation(len(x_train) + len(x_test))
+    rows = np.empty((len(order), x_train.shape[1]), np.float64)
+    rows[order] = np.concatenate([x_train, x_test])
+    return rows
+
+
+def test_mice_protein_published_fill_is_the_published_loaders(fake_downloads, tmp_path):
+    contents, _ = fake_downloads
+    x_train, _ = datasets.load("mice_protein", "train", data_dir=tmp_path)  # the default
+    x_test, _ = datasets.load("mice_protein", "test", data_dir=tmp_path)
+    expected = _published_mice(contents["Data_Cortex_Nuclear.csv"])
+    np.testing.assert_allclose(_unshuffle(x_train, x_test), expected, rtol=0, atol=1e-6)
+    # The placeholder drags column 3's filled values far below the observed ones.
+    column = _unshuffle(x_train, x_test)[:, 3]
+    assert np.sort(column)[1080 // 50 + 1] > 0.99
+
+
+def test_mice_protein_ships_with_the_package(tmp_path, monkeypatch):
+    # No network, no cache: the packaged copy, checked against the pin.
+    monkeypatch.setattr(datasets, "_check_reachable", lambda url: pytest.fail("downloaded"))
+    datasets._load_downloaded.cache_clear()
+    x_train, y_train = datasets.load("mice_protein", "train", data_dir=tmp_path,
+                                     download=False)
+    x_test, _ = datasets.load("mice_protein", "test", data_dir=tmp_path, download=False)
+    assert x_train.shape == (864, 77) and x_test.shape == (216, 77)
+    assert np.bincount(y_train, minlength=8).min() > 80
+    file = _tabular.SOURCES["mice_protein"].files[0]
+    data = _tabular.read_embedded(file)
+    assert hashlib.sha256(data).hexdigest() == file.sha256
+    np.testing.assert_allclose(_unshuffle(x_train, x_test), _published_mice(data),
+                               rtol=0, atol=1e-6)
+    # The published fill turns the columns with missing values into near-binary
+    # "a value of this class was missing" indicators: their observed values span
+    # almost nothing. The observed-mean fill leaves no such column.
+    missing = np.array([[not v.strip() for v in row[1:78]]
+                        for row in csv.reader(io.StringIO(data.decode()))][1:])
+    observed = _unshuffle(*(datasets.load("mice_protein", split, data_dir=tmp_path,
+                                          fill="observed_mean")[0]
+                            for split in ("train", "test")))
+    for x, squeezed in ((_unshuffle(x_train, x_test), 49), (observed, 0)):
+        spans = [np.ptp(x[~missing[:, j], j]) for j in range(77)]
+        assert sum(span < 0.0031 for span in spans) == squeezed
+    datasets._load_downloaded.cache_clear()
+
+
+def test_mice_protein_without_its_packaged_copy_downloads(fake_downloads, tmp_path,
+                                                          monkeypatch):
+    def absent(file):
+        raise FileNotFoundError(file.embedded)
+
+    monkeypatch.setattr(_tabular, "read_embedded", absent)
+    with pytest.raises(datasets.DatasetUnavailableError, match="download=False"):
+        datasets.load("mice_protein", "test", data_dir=tmp_path, download=False)
+    _, downloads = fake_downloads
+    datasets.load("mice_protein", "test", data_dir=tmp_path)
+    assert downloads == [_tabular.SOURCES["mice_protein"].files[0].url]
+
+
+def test_dataset_options_are_checked():
+    assert datasets.options("mice_protein") == {"fill": ("published", "observed_mean")}
+    assert datasets.options("coil20") == {"resample": ("bicubic", "nearest")}
+    assert datasets.options("mnist5k") == {}
+    assert datasets.resolve_options("mice_protein") == {"fill": "published"}
+    with pytest.raises(ValueError, match="option 'fill' of dataset 'mice_protein' must be one "
+                       "of .*Received: fill='median'"):
+        datasets.load("mice_protein", fill="median")
+    with pytest.raises(ValueError, match="'mnist5k' takes no option 'fill'.*none"):
+        datasets.load("mnist5k", fill="published")
+    with pytest.raises(ValueError, match="takes no option 'resample' \\(its options: fill\\)"):
+        datasets.load("mice_protein", resample="nearest")
+    # Records made before options existed: the Mice fill was the observed mean.
+    assert datasets.recorded_options("mice_protein", None) == {"fill": "observed_mean"}
+    assert datasets.recorded_options("coil20", None) == {"resample": "bicubic"}
 
 
 def test_coil20_is_20x20_images_split_1152_288(fake_downloads, tmp_path):
@@ -188,6 +287,9 @@ def test_coil20_is_20x20_images_split_1152_288(fake_downloads, tmp_path):
     assert np.bincount(np.concatenate([y_train, y_test])).tolist() == [72] * 20
     both = np.concatenate([x_train, x_test])
     assert both.min() == 0.0 and both.max() == 1.0
+    # The resize filter is an option (nearest: Pillow's default before 7.0).
+    nearest, _ = datasets.load("coil20", "train", data_dir=tmp_path, resample="nearest")
+    assert nearest.shape == x_train.shape and not np.array_equal(nearest, x_train)
 
 
 def test_har_keeps_the_published_split(fake_downloads, tmp_path):
@@ -223,7 +325,7 @@ def test_offline_and_not_cached_says_how_to_get_the_data(tmp_path, monkeypatch):
     assert "unreachable" in message and str(tmp_path / "uae_tf" / "isolet") in message
     assert "isolet5.data.Z" in message and "datasets.load('isolet'" in message
     with pytest.raises(datasets.DatasetUnavailableError, match="download=False"):
-        datasets.load("mice_protein", "test", data_dir=tmp_path, download=False)
+        datasets.load("har", "test", data_dir=tmp_path, download=False)
 
 
 def test_the_real_pins_are_in_place():

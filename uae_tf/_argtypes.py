@@ -2,6 +2,8 @@
 
 import argparse
 
+from uae_tf._tabular import SOURCES
+from uae_tf._validation import SEED_LIMIT, check_seed
 from uae_tf.distribution import normalize as normalize_devices
 from uae_tf.presets import PRESETS
 
@@ -49,6 +51,35 @@ def float_at_least(minimum):
     return parse
 
 
+def positive_float(text):
+    """Parses a finite number > 0 (a standard deviation, a rate)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def seed(text):
+    """Parses ``--seed``: an integer the library's one seed check accepts (see
+    :func:`uae_tf._validation.check_seed`); argparse names the option in the error."""
+    try:
+        return check_seed(int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer in [0, {SEED_LIMIT - 1}], got {text!r}") from None
+
+
+def add_seed_argument(parser, help="random seed", default=0):
+    """Adds ``--seed S``, parsed by :func:`seed` (``help`` says what it seeds)."""
+    parser.add_argument(
+        "--seed", type=seed, default=default, metavar="S",
+        help=help + (" (default: %(default)s)" if default is not None else ""),
+    )
+
+
 def initial_perturbation(text):
     """Parses ``--initial-perturbation``: ``"glorot"`` or a radius in [0, 1]."""
     if text == "glorot":
@@ -85,6 +116,26 @@ def devices(text):
         ) from None
 
 
+def dataset_option(text):
+    """Parses ``--dataset-option KEY=VALUE`` into ``(KEY, VALUE)`` (checked by the loader)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key or not value:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. fill=observed_mean), "
+                                         f"got {text!r}")
+    return key, value
+
+
+def add_dataset_option_argument(parser):
+    """Adds ``--dataset-option KEY=VALUE`` (repeatable) as ``dataset_options``, a list of pairs."""
+    parser.add_argument(
+        "--dataset-option", dest="dataset_options", action="append", type=dataset_option,
+        default=[], metavar="KEY=VALUE",
+        help="an option of the dataset's loader, repeatable (the first value is the "
+        "default): " + "; ".join(
+            f"{name} takes {option}=" + "|".join(values)
+            for name, source in SOURCES.items() for option, values in source.options))
+
+
 def add_devices_argument(parser):
     """Adds ``--devices``: train under tf.distribute.MirroredStrategy on several devices."""
     parser.add_argument(
@@ -118,11 +169,16 @@ def add_attack_batch_size_argument(parser, default=_ATTACK_BATCH_SIZE_DEFAULT):
     )
 
 
-def add_steps_arguments(parser, steps, mine_steps=None, what="per sample"):
-    """Adds ``--steps`` (T, MinMax iterations) and, if ``mine_steps`` is given, ``--mine-steps``."""
+def add_steps_arguments(parser, steps, mine_steps=None, what="per sample",
+                        default_help="%(default)s"):
+    """Adds ``--steps`` (T, MinMax iterations) and, if ``mine_steps`` is given, ``--mine-steps``.
+
+    ``default_help`` says what the default of ``--steps`` is, when ``steps`` alone
+    does not (``None``: the preset's).
+    """
     parser.add_argument(
         "--steps", type=int_at_least(1), default=steps, metavar="T",
-        help=f"MinMax iterations {what} (default: %(default)s)",
+        help=f"MinMax iterations {what} (default: {default_help})",
     )
     if mine_steps is not None:
         parser.add_argument(
@@ -137,5 +193,4 @@ def add_replicate_arguments(parser, preset="fast"):
                         help="attack settings (default: %(default)s)")
     parser.add_argument("--seeds", type=int_at_least(1), default=1, metavar="N",
                         help="replicates, seeds S..S+N-1 (default: %(default)s)")
-    parser.add_argument("--seed", type=int_at_least(0), default=0, metavar="S",
-                        help="first seed (default: %(default)s)")
+    add_seed_argument(parser, help="first seed")

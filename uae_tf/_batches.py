@@ -4,6 +4,8 @@ import math
 
 import tensorflow as tf
 
+from uae_tf._validation import check_seed
+
 
 def shuffled_batches(x, y=None, batch_size=100, seed=0):
     """Returns ``(dataset, steps_per_epoch)``: batches of ``(x, y)``, reshuffled every epoch.
@@ -35,7 +37,7 @@ def shuffled_batches(x, y=None, batch_size=100, seed=0):
     n = len(x)
     x = tf.convert_to_tensor(x)
     y = None if y is None else tf.convert_to_tensor(y)
-    seed = tf.constant(int(seed), tf.int64)
+    seed = tf.constant(check_seed(seed), tf.int64)
 
     def one_epoch(epoch):
         order = tf.random.experimental.stateless_shuffle(

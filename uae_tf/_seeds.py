@@ -8,11 +8,18 @@ give. All ops are stateless.
 
 import tensorflow as tf
 
+from uae_tf._validation import check_seed
+
 
 def sample_seeds(seed, indices):
-    """Returns ``[B, 2]`` int32 seeds ``(seed, index)`` for the samples ``indices``."""
+    """Returns ``[B, 2]`` int32 seeds ``(seed, index)`` for the samples ``indices``.
+
+    Raises:
+        ValueError: unless ``seed`` is an integer in ``[0, 2**31)``, the int32 range
+            these streams hold (:func:`uae_tf._validation.check_seed`).
+    """
     indices = tf.cast(tf.reshape(indices, [-1]), tf.int32)
-    run = tf.fill(tf.shape(indices), tf.constant(int(seed), tf.int32))
+    run = tf.fill(tf.shape(indices), tf.constant(check_seed(seed), tf.int32))
     return tf.stack([run, indices], axis=1)
 
 

@@ -219,7 +219,7 @@ class UAESequence(keras.utils.PyDataset):
         self.transform = transform
         self.batch_size = _validation.check_positive_int(batch_size, "batch_size")
         self.shuffle = bool(shuffle)
-        self.seed = int(seed)
+        self.seed = _validation.check_seed(seed)
         self.epoch = 0
         self.batches_built = 0  # Counts batch assemblies (one per batch per epoch).
         self._kept = {}
@@ -413,7 +413,7 @@ class UAERegeneration(keras.callbacks.Callback):
         self.indices = indices
         self.out = out
         self.method = method
-        self.seed = int(seed)
+        self.seed = _validation.check_seed(seed)
         self.verbose = verbose
         self.generate_kwargs = generate_kwargs
         self.history = []

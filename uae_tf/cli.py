@@ -13,16 +13,27 @@ work and returns the dict printed as the last line; then list the adder in
 
 import argparse
 import json
+import math
 import os
 import sys
+from pathlib import Path
 
 import autoencoders
 from uae_tf import __version__, _argtypes, datasets, models, reproduce
 from uae_tf.evaluation import reconstruction_error
-from uae_tf.generation import ENGINES, METHODS, generate
+from uae_tf.generation import ENGINES, METHODS, generate, load_results
 from uae_tf.presets import PRESETS
 from uae_tf.reproduce.table4 import DEMO, print_table, run_table4
-from uae_tf.runs import MODEL_FILE, RECORD_FILE, file_sha256, model_file, ray_engine
+from uae_tf.runs import (
+    CONFIG_FILE,
+    MODEL_FILE,
+    RECORD_FILE,
+    ConfigMismatchError,
+    file_sha256,
+    model_file,
+    ray_engine,
+    train_once,
+)
 from uae_tf.training import load_model_dir, retrain
 from uae_tf.views import VIEWS
 
@@ -66,6 +77,12 @@ def _add_dataset_arguments(parser):
             "(default: $TFDS_DATA_DIR or ~/tensorflow_datasets)"
         ),
     )
+    _argtypes.add_dataset_option_argument(parser)
+
+
+def _dataset_options(args):
+    """``--dataset-option`` pairs as a dict, checked against the dataset's options."""
+    return datasets.resolve_options(args.dataset, **dict(args.dataset_options))
 
 
 def _add_model_and_data_arguments(parser, split):
@@ -101,6 +118,8 @@ def _add_train_parser(subparsers):
         "target) on a dataset's train split.",
         "Writes DIR/model.keras (the reconstruction model Phi) and DIR/train.json (loss\n"
         "history, config, package versions, wall time, training reconstruction error).\n"
+        "DIR/config.json records the settings: rerun with them and the model is reused;\n"
+        "other settings into the same DIR are refused unless --overwrite is given.\n"
         "With --devices (or by itself when TensorFlow sees two or more GPUs) each batch\n"
         "is split across several devices (tf.distribute.MirroredStrategy).\n"
         "Epochs default to the paper's Table 8. With --arch classifier: the Carlini-Wagner\n"
@@ -138,10 +157,7 @@ def _add_train_parser(subparsers):
         "classifier, as Carlini and Wagner; simclr: 512 on cifar10, as published, else "
         f"{models.get('simclr').default_batch_size})",
     )
-    parser.add_argument(
-        "--seed", type=_int_at_least(0), default=0, metavar="S",
-        help="random seed (default: %(default)s)",
-    )
+    _argtypes.add_seed_argument(parser)
     parser.add_argument(
         "--limit", type=_int_at_least(1), metavar="N",
         help="train on the first N samples of the train split only (default: all)",
@@ -156,14 +172,46 @@ def _add_train_parser(subparsers):
 
 
 def _add_quiet_and_out_arguments(parser):
-    """Adds ``--quiet`` and ``--out`` of the subcommands that train."""
+    """Adds ``--quiet``, ``--out`` and ``--overwrite`` of the subcommands that train."""
     _argtypes.add_quiet_argument(parser)
     parser.add_argument(
         "--out",
         required=True,
         metavar="DIR",
-        help="output directory; created if missing, its model.keras and train.json replaced",
+        help="model directory (created if missing); one that holds a model of the same "
+        "settings is reused, one of other settings refused",
     )
+    parser.add_argument(
+        "--overwrite", action="store_true",
+        help="replace the model in DIR, whatever its settings (it is deleted first)",
+    )
+
+
+def _train_into(args, config, train):
+    """Trains into ``args.out`` through :func:`uae_tf.runs.train_once`, honouring
+    ``--overwrite``; returns ``(record, trained)``."""
+    out = Path(args.out)
+    if args.overwrite:
+        for name in (RECORD_FILE, MODEL_FILE, CONFIG_FILE):
+            (out / name).unlink(missing_ok=True)
+    try:
+        record, trained = train_once(out, config, train)
+    except ConfigMismatchError as error:
+        raise ConfigMismatchError(
+            f"{error} Or pass --overwrite to train a new model in its place.") from error
+    return record, trained
+
+
+def _report_written(args, summary, trained):
+    """Says where the model is (written, or reused); returns ``summary`` with ``trained``."""
+    if not args.quiet:
+        out = Path(args.out)
+        if trained:
+            print(f"Wrote {out / MODEL_FILE} and {RECORD_FILE}.")
+        else:
+            print(f"{out} already holds this model (same settings): reused, nothing trained. "
+                  "Pass --overwrite to train it again.")
+    return {**summary, "trained": trained}
 
 
 def _fit_verbosity(args):
@@ -188,7 +236,6 @@ def _report_training(args, record, what):
             f"{final_loss:.6g}, reconstruction error train {record['train_reconstruction_error']:.6g}"
             f", test {record['test_reconstruction_error']:.6g}."
         )
-        print(f"Wrote {os.path.join(args.out, MODEL_FILE)} and {RECORD_FILE}.")
     return {
         "out": args.out,
         "arch": config["arch"],
@@ -210,6 +257,11 @@ def _cmd_train(args):
         if args.arch != "concrete":
             raise _UsageError("--features applies to --arch concrete only")
         extra["features"] = args.features
+    if args.dataset_options:
+        if args.arch != "concrete":
+            raise _UsageError("--dataset-option applies to --arch concrete only (the "
+                              "datasets with options are tabular)")
+        extra["dataset_options"] = _dataset_options(args)
     if args.devices is not None:
         if architecture.kind != "autoencoder":
             autoencoder_archs = [name for name, entry in models.ARCHITECTURES.items()
@@ -219,24 +271,34 @@ def _cmd_train(args):
                 f"only. Received: --arch {args.arch}"
             )
         extra["devices"] = args.devices
-    _, record = architecture.train(
+    # What identifies the model: the arguments as given (None: the default), less
+    # where the data is cached and the devices, which do not change it.
+    config = {"arch": args.arch, "dataset": args.dataset, "epochs": args.epochs,
+              "batch_size": args.batch_size, "seed": args.seed, "limit": args.limit,
+              "features": args.features}
+    options = _dataset_options(args)
+    if options:  # Only for datasets with options, so the others' configs stay.
+        config["dataset_options"] = options
+    record, trained = _train_into(args, config, lambda out: architecture.train(
         args.dataset,
         epochs=args.epochs,
         batch_size=args.batch_size,
         seed=args.seed,
-        out=args.out,
+        out=out,
         data_dir=args.data_dir,
         verbose=_fit_verbosity(args),
         limit=args.limit,
         **extra,
-    )
+    ))
     if args.arch == "concrete":
-        return _report_concrete(args, record)
-    if architecture.kind == "classifier":
-        return _report_classifier(args, record)
-    if architecture.kind == "contrastive":
-        return _report_contrastive(args, record)
-    return _report_training(args, record, f"{args.dataset} (train split)")
+        summary = _report_concrete(args, record)
+    elif architecture.kind == "classifier":
+        summary = _report_classifier(args, record)
+    elif architecture.kind == "contrastive":
+        summary = _report_contrastive(args, record)
+    else:
+        summary = _report_training(args, record, f"{args.dataset} (train split)")
+    return _report_written(args, summary, trained)
 
 
 def _report_concrete(args, record):
@@ -266,7 +328,6 @@ def _report_classifier(args, record):
             f"(train split), {config['epochs']} epochs in {record['seconds']:.1f} s: test "
             f"accuracy {record['test_accuracy']:.2%}."
         )
-        print(f"Wrote {os.path.join(args.out, MODEL_FILE)} and {RECORD_FILE}.")
     return {
         "out": args.out,
         "arch": "classifier",
@@ -292,7 +353,6 @@ def _report_contrastive(args, record):
             + ", ".join(f"{accuracy:.2%} ({protocol})" for protocol, accuracy in probes.items())
             + "."
         )
-        print(f"Wrote {os.path.join(args.out, MODEL_FILE)} and {RECORD_FILE}.")
     return {
         "out": args.out,
         "arch": "simclr",
@@ -316,7 +376,9 @@ def _add_retrain_parser(subparsers):
         "each from AUGMENT (written by 'uae generate' on the train split): failed UAEs,\n"
         "and samples AUGMENT does not cover, are replicated, as in the paper. Epochs\n"
         "default to the augmented column of Table 8. Writes DIR/model.keras and\n"
-        "DIR/train.json with the test reconstruction error. With --devices (or by\n"
+        "DIR/train.json with the test reconstruction error (reused, or refused, as for\n"
+        "'uae train'). AUGMENT must have been generated against MODEL itself (its\n"
+        "model_sha256), unless --allow-other-model is given. With --devices (or by\n"
         "itself when TensorFlow sees two or more GPUs) each batch is split across\n"
         "several devices (tf.distribute.MirroredStrategy).",
         "  uae retrain --model runs/conv-mnist5k --augment runs/uae --out runs/conv-uae\n"
@@ -335,9 +397,12 @@ def _add_retrain_parser(subparsers):
         "--epochs", type=_int_at_least(1), metavar="N",
         help="training epochs (default: the augmented column of the paper's Table 8)",
     )
+    _argtypes.add_seed_argument(parser, help="random seed (default: the original model's)",
+                                default=None)
     parser.add_argument(
-        "--seed", type=_int_at_least(0), metavar="S",
-        help="random seed (default: the original model's)",
+        "--allow-other-model", action="store_true",
+        help="retrain on an augmentation made against another model than MODEL's (refused "
+        "by default: UAEs are specific to the model they fool)",
     )
     _argtypes.add_devices_argument(parser)
     _add_quiet_and_out_arguments(parser)
@@ -346,16 +411,22 @@ def _add_retrain_parser(subparsers):
 
 def _cmd_retrain(args):
     """Retrains on originals plus augmentation; returns the JSON summary."""
-    _, record = retrain(
-        args.model, args.augment, epochs=args.epochs, seed=args.seed, out=args.out,
+    augment = load_results(args.augment)
+    model = model_file(args.model)
+    config = {"model_sha256": file_sha256(model) if model.is_file() else None,
+              "augment_sha256": augment.sha256, "epochs": args.epochs, "seed": args.seed}
+    record, trained = _train_into(args, config, lambda out: retrain(
+        args.model, augment, epochs=args.epochs, seed=args.seed, out=out,
         verbose=_fit_verbosity(args), devices=args.devices,
-    )
+        allow_other_model=args.allow_other_model,
+    ))
     augmentation = record["config"]["augmentation"]
-    return _report_training(
+    summary = _report_training(
         args, record,
         f"{record['n_train']} originals of {record['config']['dataset']} plus their "
         f"{augmentation['method']} augmentations",
     )
+    return _report_written(args, summary, trained)
 
 
 def _add_evaluate_parser(subparsers):
@@ -378,7 +449,8 @@ def _add_evaluate_parser(subparsers):
 def _cmd_evaluate(args):
     """Evaluates a saved model's reconstruction error; returns the JSON summary."""
     model, _ = load_model_dir(args.model)
-    x, _ = datasets.load(args.dataset, args.split, data_dir=args.data_dir)
+    x, _ = datasets.load(args.dataset, args.split, data_dir=args.data_dir,
+                         **_dataset_options(args))
     try:
         error = reconstruction_error(model, x)
     except ValueError as err:
@@ -429,7 +501,7 @@ def _add_generate_parser(subparsers):
         "start (the attack's delta_0 alone, a control)",
     )
     parser.add_argument(
-        "--sigma", type=float, metavar="S",
+        "--sigma", type=_argtypes.positive_float, metavar="S",
         help="noise standard deviation of --method gaussian (default: 0.01)",
     )
     parser.add_argument(
@@ -453,10 +525,7 @@ def _add_generate_parser(subparsers):
         "sample on a CPU with the conv view) or 'fast' (T=20, 5 MINE steps)",
     )
     _argtypes.add_attack_batch_size_argument(parser)
-    parser.add_argument(
-        "--seed", type=_int_at_least(0), default=0, metavar="S",
-        help="random seed (default: %(default)s)",
-    )
+    _argtypes.add_seed_argument(parser)
     parser.add_argument(
         "--shard", type=_argtypes.shard, metavar="I/N",
         help="attack only shard I of N (every N-th sample from the I-th, I = 0..N-1) into "
@@ -504,12 +573,14 @@ def _cmd_generate(args):
             if value is not None:
                 raise _UsageError(f"{option} applies to --engine ray only")
     model, _ = load_model_dir(args.model)
-    x, _ = datasets.load(args.dataset, args.split, data_dir=args.data_dir)
+    options = _dataset_options(args)
+    x, _ = datasets.load(args.dataset, args.split, data_dir=args.data_dir, **options)
     if args.limit is not None:
         x = x[: args.limit]
     config = {
         "model_sha256": file_sha256(model_file(args.model)),
         "dataset": args.dataset,
+        **({"dataset_options": options} if options else {}),
         "split": args.split,
         "limit": args.limit,
     }
@@ -680,8 +751,21 @@ def main(argv=None):
         return _fail(err, _EXIT_RUNTIME_ERROR)
     except KeyboardInterrupt:
         return _fail("interrupted", _EXIT_INTERRUPTED)
-    print(json.dumps(summary))
+    print(json.dumps(_finite(summary), allow_nan=False))
     return 0
+
+
+def _finite(value, key="result"):
+    """``value`` with NaN and infinities as ``None`` (JSON ``null``; JSON has no NaN),
+    each one warned about on stderr, naming its key."""
+    if isinstance(value, dict):
+        return {k: _finite(v, k) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v, key) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        print(f"{PROG}: warning: {key} is {value}, printed as null", file=sys.stderr)
+        return None
+    return value
 
 
 def _fail(message, code):

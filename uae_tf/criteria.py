@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from uae_tf import _seeds
+from uae_tf._validation import check_reconstructs
 from uae_tf.contrastive import PARAMETERS, apply_parameters, draw_parameters, nt_xent
 
 # Stream of the contrastive criterion's augmentations, apart from the attack's draws.
@@ -100,14 +101,30 @@ class ReconstructionCriterion(Criterion):
     >>> criterion = ReconstructionCriterion(autoencoder)
     >>> ref = criterion.reference(x)
     >>> f = criterion(x_adv, x, ref)
+
+    Raises:
+        ValueError: if ``model``'s output shape is not its input shape (a
+            classifier, say), checked here when the model declares its shapes and
+            at the first call otherwise.
     """
+
+    def __init__(self, model, kappa=0.0):
+        super().__init__(model, kappa)
+        try:
+            shapes = model.input_shape, model.output_shape
+        except (AttributeError, ValueError):
+            shapes = None  # Not built yet: checked on the tensors in ``loss``.
+        if shapes is not None and not any(isinstance(shape, list) for shape in shapes):
+            check_reconstructs(*shapes)
 
     def reference(self, x, labels=None, seeds=None):
         return {"clean_loss": self.loss(x, x)}
 
     def loss(self, x_in, x):
         """Returns ``[B]`` squared L2 reconstruction errors ``||x - Phi(x_in)||^2``."""
-        return _sum_per_sample(tf.square(x - self.model(x_in, training=False)))
+        reconstruction = self.model(x_in, training=False)
+        check_reconstructs(x.shape, reconstruction.shape)
+        return _sum_per_sample(tf.square(x - reconstruction))
 
     def __call__(self, x_adv, x, reference):
         return self.loss(x_adv, x) - reference["clean_loss"] + self.kappa

@@ -14,21 +14,31 @@ Four come from ``tensorflow-datasets`` and are downloaded once into its cache:
 ``"mnist"``, ``"fashion_mnist"`` (28x28x1), ``"svhn_cropped"`` and ``"cifar10"``
 (32x32x3).
 
-Four more are the feature-selection datasets of the paper's Table 6, downloaded once
-with ``keras.utils.get_file`` into ``DATA_DIR/uae_tf/NAME`` (``DATA_DIR`` defaults to
-``~/.keras``), split and min-max scaled as the published loaders do (details, pins
-and what was fixed in :mod:`uae_tf._tabular`):
+Four more are the feature-selection datasets of the paper's Table 6, split and
+min-max scaled as the published loaders do (details, pins and what was fixed in
+:mod:`uae_tf._tabular`). Mice Protein ships with the package too; the others are
+downloaded once with ``keras.utils.get_file`` into ``DATA_DIR/uae_tf/NAME``
+(``DATA_DIR`` defaults to ``~/.keras``):
 
 * ``"isolet"``: 617 speech features, 26 letters; isolet1-4 train (6,238), isolet5
   test (1,559). From UCI; content checked structurally (not hash-pinned).
 * ``"coil20"``: COIL-20 objects resized to 20x20x1 (400 features), 20 classes;
-  1,152 / 288 after a seeded shuffle. From Columbia CAVE; checked structurally.
+  1,152 / 288 after a seeded shuffle (option ``resample``). From Columbia CAVE;
+  checked structurally.
 * ``"mice_protein"``: 77 protein expression levels (2-D ``[N, 77]``), 8 classes;
-  missing values filled with the class mean; 864 / 216 after a seeded shuffle.
-  sha256-pinned copy in Hsu et al.'s repository.
+  missing values filled per class as the published loader does (option ``fill``);
+  864 / 216 after a seeded shuffle. The sha256-pinned copy of Hsu et al.'s
+  repository, shipped in the package (``uae_tf/data``): no download.
 * ``"har"``: Human Activity Recognition, 561 features (2-D), 6 activities; the
   concrete-autoencoder papers' 4,252 / 1,492 split. Pinned copy in Hsu et al.'s
   repository.
+
+Two of them take options, where the published loader made a choice that matters
+(:func:`options` lists them; the first value is the default):
+``load("mice_protein", fill="observed_mean")`` fills a missing value with its class's
+mean of the observed values instead of the published loader's mean over the
+placeholders (``fill="published"``), and ``load("coil20", resample="nearest")``
+resizes with Pillow's old default filter.
 
 The images (``mnist``, ``fashion_mnist``, ``mnist5k``, ``coil20``...) serve the
 concrete autoencoder as they are: it flattens its input. Without a network and
@@ -81,7 +91,54 @@ class DatasetUnavailableError(RuntimeError):
     """A dataset is neither in the local cache nor downloadable right now."""
 
 
-def load(name, split="train", data_dir=None, download=True):
+def options(name):
+    """The options ``name`` takes: ``{option: (value, ...)}``, each first value its default.
+
+    Example:
+
+    >>> options("mice_protein")
+    {'fill': ('published', 'observed_mean')}
+    >>> options("mnist5k")
+    {}
+    """
+    if name not in DATASETS:
+        raise ValueError(f"name must be one of {DATASETS}. Received: name={name!r}")
+    source = _tabular.SOURCES.get(name)
+    return {} if source is None else {option: tuple(values) for option, values in source.options}
+
+
+#: What the loaders did before they took options, for records that name none: the
+#: Mice Protein fill was then the mean of the observed values.
+LEGACY_OPTIONS = {"mice_protein": {"fill": "observed_mean"}}
+
+
+def recorded_options(name, recorded):
+    """The resolved options of a record's data: ``recorded``, or for a record made
+    before options existed (``None``), what the loader did then."""
+    if recorded is None:
+        recorded = LEGACY_OPTIONS.get(name, {})
+    return resolve_options(name, **recorded)
+
+
+def resolve_options(name, **given):
+    """Every option of ``name`` with its value: ``given`` checked, defaults for the rest.
+
+    Raises:
+        ValueError: for an option ``name`` does not take or a value it does not allow.
+    """
+    allowed = options(name)
+    for option, value in given.items():
+        if option not in allowed:
+            takes = ", ".join(allowed) if allowed else "none"
+            raise ValueError(f"dataset {name!r} takes no option {option!r} (its options: "
+                             f"{takes}). Received: {option}={value!r}")
+        if value not in allowed[option]:
+            raise ValueError(f"option {option!r} of dataset {name!r} must be one of "
+                             f"{allowed[option]}. Received: {option}={value!r}")
+    return {option: given.get(option, values[0]) for option, values in allowed.items()}
+
+
+def load(name, split="train", data_dir=None, download=True, **options):
     """Returns one split of a dataset as numpy arrays.
 
     Args:
@@ -94,6 +151,8 @@ def load(name, split="train", data_dir=None, download=True):
             of ``keras.utils.get_file``'s cache for the Table 6 datasets (``None``:
             ``~/.keras``). Ignored by the datasets that ship with the code.
         download: Whether a dataset missing from the cache may be downloaded now.
+        **options: The dataset's options (:func:`options`): ``fill`` of
+            ``mice_protein``, ``resample`` of ``coil20``.
 
     Returns:
         ``(x, y)``: ``x`` float32 in [0, 1] of shape ``[N, H, W, C]`` (images) or
@@ -101,7 +160,7 @@ def load(name, split="train", data_dir=None, download=True):
         labels of shape ``[N]``. The arrays are the caller's to modify.
 
     Raises:
-        ValueError: if ``name`` or ``split`` is not a valid value.
+        ValueError: if ``name``, ``split`` or an option is not a valid value.
         DatasetUnavailableError: if a downloaded dataset is not in the cache and
             cannot be downloaded (``download=False``, no network, or the download
             fails), or its cached files are not the expected content. The message
@@ -117,12 +176,14 @@ def load(name, split="train", data_dir=None, download=True):
         raise ValueError(f"name must be one of {DATASETS}. Received: name={name!r}")
     if split not in SPLITS:
         raise ValueError(f"split must be 'train' or 'test'. Received: split={split!r}")
+    resolved = resolve_options(name, **options)
     if name in _EMBEDDED:
         x, y = _load_embedded(name, split)
         return x.copy(), y.copy()
     if name in _tabular.SOURCES:
         root = _keras_cache_root(data_dir)
-        x_train, y_train, x_test, y_test = _load_downloaded(name, root, download)
+        x_train, y_train, x_test, y_test = _load_downloaded(name, root, download,
+                                                            tuple(sorted(resolved.items())))
         x, y = (x_train, y_train) if split == "train" else (x_test, y_test)
         return x.copy(), y.copy()
     return _load_tfds(name, split, data_dir, download)
@@ -134,12 +195,12 @@ def _keras_cache_root(data_dir):
 
 
 @functools.lru_cache(maxsize=None)
-def _load_downloaded(name, root, download):
+def _load_downloaded(name, root, download, options):
     """Returns read-only ``(x_train, y_train, x_test, y_test)`` of a Table 6 dataset."""
     source = _tabular.SOURCES[name]
     files = {file.name: _fetch(name, file, root, download) for file in source.files}
     try:
-        arrays = source.parse(files)
+        arrays = source.parse(files, **dict(options))
     except ValueError as err:
         directory = f"{root}/uae_tf/{name}"
         raise DatasetUnavailableError(
@@ -152,7 +213,21 @@ def _load_downloaded(name, root, download):
 
 
 def _fetch(name, file, root, download):
-    """Returns the bytes of one file of a Table 6 dataset, downloading it if allowed."""
+    """Returns the bytes of one file of a Table 6 dataset: shipped, cached or downloaded."""
+    if file.embedded is not None:
+        try:
+            data = _tabular.read_embedded(file)
+        except FileNotFoundError:
+            pass  # a package without its data: the cache and the download remain
+        else:
+            try:
+                _tabular.check_content(file, data)
+            except ValueError as err:
+                raise DatasetUnavailableError(
+                    f"The copy of {file.name} shipped in uae_tf/data/{file.embedded} is not "
+                    f"the pinned file ({err}): a damaged installation. Reinstall uae-tf."
+                ) from err
+            return data
     subdir = f"uae_tf/{name}"
     path = Path(root) / subdir / file.name
     if not path.is_file():

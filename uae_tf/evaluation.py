@@ -24,7 +24,7 @@ Example:
 import keras
 import numpy as np
 
-from uae_tf._validation import check_images, check_positive_int
+from uae_tf._validation import check_images, check_positive_int, check_reconstructs
 
 
 def per_sample_reconstruction_error(model, x, batch_size=256):
@@ -46,8 +46,9 @@ def per_sample_reconstruction_error(model, x, batch_size=256):
     Raises:
         ValueError: if ``x`` is not a non-empty batch of finite values in [0, 1], if
             its samples do not have the model's input shape (the message names both
-            shapes), if ``batch_size`` is not a positive integer, or if the model's
-            output does not have the shape of its input.
+            shapes), if ``batch_size`` is not a positive integer, if the model's
+            output does not have the shape of its input, or if its reconstructions
+            are NaN or infinite (a model with NaN weights).
 
     Example:
 
@@ -64,13 +65,16 @@ def per_sample_reconstruction_error(model, x, batch_size=256):
         # An eager call, not predict_on_batch: its graph is retraced for the last, smaller
         # batch, and TensorFlow warns about retracing once a few models are evaluated.
         reconstruction = keras.ops.convert_to_numpy(model(batch, training=False))
-        if reconstruction.shape != batch.shape:
-            raise ValueError(
-                "A reconstruction model must return outputs of its input's shape. Received: "
-                f"input shape={batch.shape}, output shape={reconstruction.shape}"
-            )
+        check_reconstructs(batch.shape, reconstruction.shape)
         squared = np.square(reconstruction.astype(np.float64) - batch)
         errors[start : start + len(batch)] = squared.mean(axis=sample_axes)
+    bad = ~np.isfinite(errors)
+    if bad.any():
+        raise ValueError(
+            f"The model's reconstructions are NaN or infinite for {int(bad.sum())} of "
+            f"{len(errors)} samples (are its weights finite?): no reconstruction error to "
+            "report."
+        )
     return errors
 
 

@@ -8,6 +8,8 @@ keeps its results in a directory::
     OUT/config.json          what produced the results (refused if it changes)
     OUT/chunks/NNNNNNNN.npz  one file per finished batch, written atomically
     OUT/uae.npz              all results, in dataset order (when complete)
+                             (the chunks and uae.npz carry the run's identity, the
+                             sha256 of its config: see :mod:`uae_tf.runs.chunks`)
     OUT/summary.json         n, asr, mean_mi, seconds, samples_per_second, config, versions,
                              execution (XLA or not, MINE kernel)
                              (seconds: the attack time summed over the chunks, so
@@ -42,14 +44,16 @@ import keras
 import numpy as np
 
 from uae_tf import _validation
-from uae_tf._io import write_json_atomic, write_npz_atomic
+from uae_tf._io import read_npz, write_json_atomic, write_npz_atomic
 from uae_tf.attacks import GaussianAugmentation, MinMaxAttack, StartOnly
 from uae_tf.criteria import ReconstructionCriterion
 from uae_tf.presets import get_preset
 from uae_tf.runs import (
+    IDENTITY_KEY,
     array_sha256,
     attack_config,
     attack_in_chunks,
+    config_sha256,
     file_sha256,
     ray_engine,
     read_json,
@@ -166,7 +170,7 @@ def generate(
             the workers use GPUs, else 1. 256 for ``"gaussian"`` and ``"start"``.
             A batch that runs out of memory is halved and retried; the chunk in
             flight is then made in smaller batches, and finished chunks stay.
-        seed: Run seed.
+        seed: Run seed, an integer in ``[0, 2**31)``.
         verbose: Show a progress bar.
         config: Extra JSON-serializable facts identifying the run (dataset, split,
             model file hash...), stored in and checked against ``config.json``.
@@ -224,6 +228,7 @@ def generate(
     ...                           engine="ray", workers=2)  # doctest: +SKIP
     """
     x = _validation.check_images(x, "x")
+    seed = _validation.check_seed(seed)
     n = len(x)
     indices = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64).reshape(-1)
     if len(indices) != n:
@@ -261,7 +266,8 @@ def generate(
     if result is None:
         return None
     arrays = {k: getattr(result, k) for k in _ARRAYS if k != "index"} | {"index": indices}
-    write_npz_atomic(out / RESULTS_FILE, **arrays)
+    write_npz_atomic(out / RESULTS_FILE, **arrays,
+                     **{IDENTITY_KEY: np.asarray(config_sha256(run_config))})
     summary = {
         "n": n,
         "asr": result.attack_success_rate,
@@ -383,7 +389,9 @@ def load_results(out):
 
     Raises:
         FileNotFoundError: if the directory holds no finished generation.
-        ValueError: if a file is corrupt or not a uae-tf generation's, naming it.
+        ValueError: if a file is corrupt or not a uae-tf generation's, or
+            ``uae.npz`` was made by another run than ``summary.json`` describes,
+            naming the file.
 
     Example:
 
@@ -406,11 +414,17 @@ def load_results(out):
             f"Received: method={summary['config'].get('method')!r}"
         )
     path = out / RESULTS_FILE
-    try:
-        with np.load(path) as data:
-            arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError, EOFError) as error:
-        raise ValueError(f"{path} is not a readable uae-tf results file: {error}") from error
+    rebuild = (f"delete it and rerun `uae generate` with the run's arguments into {out}: it "
+               "is rebuilt from the chunks")
+    arrays = read_npz(path, rebuild)
+    made_by, expected = arrays.pop(IDENTITY_KEY, None), config_sha256(summary["config"])
+    # A uae.npz without an identity predates them; the summary beside it vouches for it.
+    if made_by is not None and str(made_by) != expected:
+        raise ValueError(
+            f"{path} was made by another run than {out / SUMMARY_FILE} describes (config "
+            f"sha256 {str(made_by)[:12]}..., the summary's {expected[:12]}...; copied from "
+            f"another run?); {rebuild}."
+        )
     missing = set(_ARRAYS) - set(arrays)
     if missing:
         raise ValueError(f"{path} is not a uae-tf results file: it lacks {sorted(missing)}.")

@@ -29,6 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from uae_tf import _seeds
+from uae_tf._validation import check_positive_int
 
 ADAM_BETA_1 = 0.9
 ADAM_BETA_2 = 0.999
@@ -309,6 +310,11 @@ def estimate_mutual_information(
     Returns:
         ``(mi, history)``: ``[B]`` estimates at the last step and ``[steps, B]``
         estimates along training, as numpy arrays.
+
+    Raises:
+        ValueError: if the views do not have one shape ``[B, K, ...]`` or hold NaN
+            or infinite values, for a bad ``steps`` or ``seed``, or if training
+            diverges to a NaN or infinite estimate (lower ``learning_rate``).
     """
     x_views = tf.convert_to_tensor(x_views, tf.float32)
     y_views = tf.convert_to_tensor(y_views, tf.float32)
@@ -317,12 +323,23 @@ def estimate_mutual_information(
             "x_views and y_views must have the same shape [B, K, ...]. Received: "
             f"{x_views.shape} and {y_views.shape}"
         )
+    for name, views in (("x_views", x_views), ("y_views", y_views)):
+        bad = int(tf.math.count_nonzero(~tf.math.is_finite(views)))
+        if bad:
+            raise ValueError(f"{name} contains {bad} NaN or infinite values.")
+    steps = check_positive_int(steps, "steps")
     batch = x_views.shape[0]
     indices = tf.range(batch) if indices is None else tf.convert_to_tensor(indices, tf.int32)
     seeds = _seeds.sample_seeds(seed, indices)
     network = StatisticsNetwork(x_views.shape[2:], **network_kwargs)
-    history = _train(network, seeds, x_views, y_views, tf.constant(int(steps)), learning_rate)
+    history = _train(network, seeds, x_views, y_views, tf.constant(steps), learning_rate)
     history = history.numpy()
+    if not np.all(np.isfinite(history[-1])):
+        raise ValueError(
+            f"The MI estimate diverged to NaN or infinity for "
+            f"{int(np.sum(~np.isfinite(history[-1])))} of {batch} samples. Received: "
+            f"learning_rate={learning_rate!r}; try a smaller one."
+        )
     return history[-1], history
 
 

@@ -23,7 +23,6 @@ Example:
 """
 
 import json
-import os
 import time
 import zipfile
 from pathlib import Path
@@ -34,12 +33,12 @@ import autoencoders
 from autoencoders import concrete
 from uae_tf import datasets, distribution
 from uae_tf._batches import shuffled_batches
-from uae_tf._io import write_json_atomic
+from uae_tf._io import make_writable_dir, save_keras_atomic, write_json_atomic
 from uae_tf._validation import check_choice, check_positive_int, check_seed
 from uae_tf.augmentation import UAESequence
 from uae_tf.evaluation import feature_selection_accuracy, reconstruction_error
 from uae_tf.generation import GenerationResults, load_results
-from uae_tf.runs import MODEL_FILE, RECORD_FILE, read_json, versions
+from uae_tf.runs import MODEL_FILE, RECORD_FILE, file_sha256, read_json, versions
 
 
 def train_autoencoder(
@@ -154,9 +153,7 @@ def train_autoencoder(
     devices = distribution.normalize(devices)
     strategy = distribution.get_strategy(devices)
     if out is not None:
-        # Created first, so an unusable ``out`` fails before a long training, not after.
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
+        out = make_writable_dir(out)  # A read-only or full ``out`` fails before training.
 
     if limit is not None:
         limit = check_positive_int(limit, "limit")
@@ -218,7 +215,7 @@ def train_autoencoder(
     if devices is not None:
         record["config"]["devices"] = _devices_config(devices)
     if out is not None:
-        _save_model_atomic(phi, out / MODEL_FILE)
+        save_keras_atomic(phi, out / MODEL_FILE)
         write_json_atomic(out / RECORD_FILE, record)
     return phi, record
 
@@ -237,6 +234,7 @@ def train_concrete(
     features=None,
     max_tries=concrete.MAX_TRIES,
     devices=None,
+    dataset_options=None,
 ):
     """Trains the concrete autoencoder (Section 5.5) on a dataset's train split.
 
@@ -270,11 +268,16 @@ def train_concrete(
             several replicas each draws the dropout masks of its share of the
             batch from the same seeded stream: the run is reproducible, but its
             masks are not the one-device run's.
+        dataset_options: The dataset's options (:func:`uae_tf.datasets.options`),
+            e.g. ``{"fill": "observed_mean"}`` for ``mice_protein``; default its
+            defaults. Recorded, resolved, as ``config.dataset_options`` for a
+            dataset that has options.
 
     Returns:
         ``(model, record)``: the trained concrete autoencoder (it is Phi) and the
         dict written to ``train.json``: as :func:`train_autoencoder`'s (``config``
-        adds ``features``, ``max_tries`` and, when given, ``devices``; ``steps`` and
+        adds ``features``, ``max_tries``, ``dataset_options`` and, when given,
+        ``devices``; ``steps`` and
         ``history`` are the last run's), plus ``tries`` (one dict per run of the
         convergence rule), ``epochs_trained``, ``selected_features``, ``mean_max_probability`` and
         ``test_accuracy`` (ExtraTrees on the selected features).
@@ -291,6 +294,7 @@ def train_concrete(
     [36, 21, ...]
     """
     check_choice(dataset, datasets.DATASETS, "dataset")
+    options = datasets.resolve_options(dataset, **(dataset_options or {}))
     epochs = check_positive_int(epochs or concrete.default_epochs(dataset), "epochs")
     features = check_positive_int(features or concrete.default_num_features(dataset), "features")
     max_tries = check_positive_int(max_tries, "max_tries")
@@ -298,18 +302,17 @@ def train_concrete(
     devices = distribution.normalize(devices)
     strategy = distribution.get_strategy(devices)
     if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
+        out = make_writable_dir(out)  # A read-only or full ``out`` fails before training.
     if limit is not None:
         limit = check_positive_int(limit, "limit")
-    x, y = datasets.load(dataset, "train", data_dir=data_dir)
+    x, y = datasets.load(dataset, "train", data_dir=data_dir, **options)
     x, y = x[:limit], y[:limit]
-    x_test, y_test = datasets.load(dataset, "test", data_dir=data_dir)
+    x_test, y_test = datasets.load(dataset, "test", data_dir=data_dir, **options)
     augmentation_config = None
     if augmentation is not None:
         if not isinstance(augmentation, GenerationResults):
             augmentation = load_results(augmentation)
-        augmentation_config = _augmentation_config(augmentation, dataset)
+        augmentation_config = _augmentation_config(augmentation, dataset, options)
     rows = len(x) * (1 if augmentation is None else 2)
     batch_size = check_positive_int(batch_size or concrete.default_batch_size(rows), "batch_size")
     if augmentation is not None:
@@ -322,8 +325,12 @@ def train_concrete(
 
     def build(annealing_steps):
         with strategy.scope():
+            # Whole epochs per call of the train function: the same updates as one
+            # step per call (tests/test_concrete.py), several times faster for this
+            # small model, whose steps are mostly Python and dispatch.
             return concrete.build_concrete(x.shape[1:], num_features=features,
-                                           annealing_steps=annealing_steps, seed=seed)
+                                           annealing_steps=annealing_steps, seed=seed,
+                                           steps_per_execution=steps_per_epoch)
 
     def fit(model, run_epochs):
         return model.fit(**fit_args, epochs=run_epochs, verbose=verbose, callbacks=callbacks)
@@ -348,6 +355,7 @@ def train_concrete(
             "augmentation": augmentation_config,
             "features": features,
             "max_tries": max_tries,
+            **({"dataset_options": options} if options else {}),
         },
         "versions": versions(),
         "seconds": seconds,
@@ -365,12 +373,12 @@ def train_concrete(
     if devices is not None:
         record["config"]["devices"] = _devices_config(devices)
     if out is not None:
-        _save_model_atomic(model, out / MODEL_FILE)
+        save_keras_atomic(model, out / MODEL_FILE)
         write_json_atomic(out / RECORD_FILE, record)
     return model, record
 
 
-def _augmentation_config(results, dataset):
+def _augmentation_config(results, dataset, options=None):
     """The record's provenance of ``results``, checked against the dataset trained on."""
     made_on = (results.config.get("dataset"), results.config.get("split"))
     if made_on[0] is not None and made_on != (dataset, "train"):
@@ -378,6 +386,14 @@ def _augmentation_config(results, dataset):
             f"{results.path} holds augmentations of {made_on[0]!r} ({made_on[1]} split); "
             f"expected the train split of {dataset!r}."
         )
+    expected = datasets.resolve_options(dataset, **(options or {}))
+    if made_on[0] is not None and expected:
+        made_with = datasets.recorded_options(dataset, results.config.get("dataset_options"))
+        if made_with != expected:
+            raise ValueError(
+                f"{results.path} holds augmentations of {dataset!r} loaded with options "
+                f"{made_with}; expected {expected}. Generate them again with these options."
+            )
     return {
         "path": str(results.path),
         "method": results.method,
@@ -393,7 +409,7 @@ def _devices_config(devices):
 
 
 def retrain(model, augment, epochs=None, seed=None, out=None, verbose=1, callbacks=None,
-            devices=None):
+            devices=None, allow_other_model=False):
     """Trains the architecture of a saved model from scratch on originals plus augmentation.
 
     The training set, batch size and (by default) seed are the saved model's, read
@@ -415,6 +431,11 @@ def retrain(model, augment, epochs=None, seed=None, out=None, verbose=1, callbac
         devices: The devices to train on, as for :func:`train_autoencoder`; not
             read from the saved model's record (the model is trained from scratch,
             on whatever devices this machine has).
+        allow_other_model: Retrain on UAEs made against another model than
+            ``model``. By default a generation whose config records the
+            ``model_sha256`` of another file than ``model``'s ``model.keras`` (as
+            ``uae generate`` records it) is refused: UAEs are specific to the
+            model they fooled. Results that record no model hash are not checked.
 
     Returns:
         ``(phi, record)`` as :func:`train_autoencoder`.
@@ -422,7 +443,8 @@ def retrain(model, augment, epochs=None, seed=None, out=None, verbose=1, callbac
     Raises:
         FileNotFoundError: if ``model`` has no ``train.json`` or ``augment`` no results.
         ValueError: if the augmentation was made on another dataset or split, or
-            ``devices`` is invalid.
+            against another model (unless ``allow_other_model``), or ``devices``
+            is invalid.
     """
     record_file = Path(model) / RECORD_FILE
     if not record_file.is_file():
@@ -438,6 +460,14 @@ def retrain(model, augment, epochs=None, seed=None, out=None, verbose=1, callbac
             f"{record_file} is not a training record (no config naming arch and dataset): "
             f"{type(error).__name__}: {error}"
         ) from error
+    if arch != "concrete" and arch not in autoencoders.ARCHITECTURES:
+        raise ValueError(
+            f"{record_file} is the record of a {arch!r} model; retrain handles the "
+            f"autoencoders {autoencoders.ARCHITECTURES + ('concrete',)}."
+        )
+    if not isinstance(augment, GenerationResults):
+        augment = load_results(augment)
+    _check_made_against(augment, Path(model) / MODEL_FILE, allow_other_model)
     if arch == "concrete":
         return train_concrete(
             dataset, epochs=epochs, seed=config.get("seed", 0) if seed is None else seed,
@@ -445,11 +475,7 @@ def retrain(model, augment, epochs=None, seed=None, out=None, verbose=1, callbac
             limit=config.get("limit"), augmentation=augment, callbacks=callbacks,
             features=config.get("features"),
             max_tries=config.get("max_tries", concrete.MAX_TRIES), devices=devices,
-        )
-    if arch not in autoencoders.ARCHITECTURES:
-        raise ValueError(
-            f"{record_file} is the record of a {arch!r} model; retrain handles the "
-            f"autoencoders {autoencoders.ARCHITECTURES + ('concrete',)}."
+            dataset_options=datasets.recorded_options(dataset, config.get("dataset_options")),
         )
     return train_autoencoder(
         arch,
@@ -465,6 +491,22 @@ def retrain(model, augment, epochs=None, seed=None, out=None, verbose=1, callbac
         callbacks=callbacks,
         devices=devices,
     )
+
+
+def _check_made_against(results, model_path, allow_other_model):
+    """Raises a ValueError if ``results`` record a model hash other than ``model_path``'s."""
+    made_against = results.config.get("model_sha256")
+    if made_against is None or allow_other_model or not model_path.is_file():
+        return
+    actual = file_sha256(model_path)
+    if made_against != actual:
+        raise ValueError(
+            f"{results.path} holds augmentations made against another model than "
+            f"{model_path} (model_sha256 {made_against[:12]}..., this file's "
+            f"{actual[:12]}...): UAEs are specific to the model they fool. Generate them "
+            "against this model, or pass --allow-other-model (allow_other_model=True) to "
+            "retrain on them anyway."
+        )
 
 
 def load_model_dir(path):
@@ -528,13 +570,3 @@ def load_model_dir(path):
             raise ValueError(f"{record_file} is not a readable training record: {error}") from error
     return model, record
 
-
-def _save_model_atomic(model, path):
-    """Saves ``model`` to the ``.keras`` file ``path`` via a temp file and a rename."""
-    # Keras needs the .keras suffix; the process id keeps concurrent writers apart.
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -16,6 +16,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from uae_tf._validation import check_seed
+
 VIEWS = ("auto", "conv", "random")
 
 
@@ -100,7 +102,41 @@ class ConvView:
 
 
 def _feature_extractor(model, layer):
-    """Returns a callable mapping the model's input to ``layer``'s output."""
+    """Returns a callable mapping the model's input to ``layer``'s output.
+
+    ``layer`` may sit inside nested models: the extractor then runs the outer model
+    up to the nested model's input and the nested model up to ``layer``.
+    """
+    path = _container_path(model, layer)
+    stages = []
+    for outer, inner in zip(path, path[1:]):
+        stages.append(_to_input_of(outer, inner))
+    stages.append(_to_output_of(path[-1], layer))
+
+    if len(stages) == 1:
+        return stages[0]
+
+    def extract(x):
+        for stage in stages:
+            x = stage(x)
+        return x
+
+    return extract
+
+
+def _container_path(model, layer):
+    """The models from ``model`` down to the one whose own layer is ``layer``."""
+    for child in getattr(model, "layers", []):
+        if child is layer:
+            return [model]
+        if hasattr(child, "layers"):
+            below = _container_path(child, layer)
+            if below:
+                return [model] + below
+    return []
+
+
+def _to_output_of(model, layer):
     if getattr(model, "inputs", None):
         return keras.Model(model.inputs, layer.output)
     if model.layers and model.layers[0] is layer:
@@ -109,6 +145,25 @@ def _feature_extractor(model, layer):
         f"Cannot reach layer {layer.name!r} from the input of model {model.name!r}: "
         "a subclassed model must have its Conv2D as its first layer, or pass a "
         "functional model."
+    )
+
+
+def _to_input_of(model, inner):
+    """A callable mapping ``model``'s input to what ``model`` feeds ``inner``."""
+    if model.layers and model.layers[0] is inner:
+        return lambda x: x
+    if getattr(model, "inputs", None):
+        # The call of ``inner`` inside ``model``'s graph is one of its inbound nodes.
+        for node in getattr(inner, "_inbound_nodes", []):
+            tensors = node.input_tensors
+            try:
+                return keras.Model(model.inputs, tensors[0] if len(tensors) == 1 else tensors)
+            except ValueError:
+                continue
+    raise ValueError(
+        f"Cannot reach the nested model {inner.name!r} from the input of model "
+        f"{model.name!r}: pass a functional or Sequential model built on keras.Input, "
+        "or the nested model itself."
     )
 
 
@@ -142,7 +197,7 @@ class RandomView:
         self.input_shape = tuple(int(d) for d in input_shape)
         self.num_projections = int(num_projections)
         self.projection_dim = int(projection_dim)
-        self.seed = int(seed)
+        self.seed = check_seed(seed)
         dim = int(np.prod(self.input_shape))
         self.projections = tf.random.stateless_normal(
             [dim, self.num_projections * self.projection_dim],

@@ -27,12 +27,62 @@ constexpr float kBeta1 = 0.9f;
 constexpr float kBeta2 = 0.999f;
 constexpr float kEpsilon = 1e-8f;
 
-// 16 floats: one AVX-512 register, two AVX2 or four NEON ones. Unaligned.
-typedef float Vec __attribute__((vector_size(64), aligned(4)));
+// Vec: 16 floats, the lanes every machine computes with (so results do not depend
+// on the vector width: each lane's arithmetic, and Sum's order over the lanes, are
+// the same everywhere). With AVX-512 a Vec is one native vector register; elsewhere
+// it is a struct of native vectors, two of AVX's 8 floats or four of SSE's or NEON's
+// 4, because GCC compiles a 64-byte vector type without AVX-512 through the stack
+// (measured on an AVX2 EPYC: 7x slower). Loads and stores are unaligned.
 constexpr int64_t kLanes = 16;
-// Rows of a first-layer kernel updated together by the fused pass: each row of X
-// and dX loaded from cache serves this many kernel rows.
-constexpr int kRows = 8;
+#if defined(__AVX512F__)
+typedef float Vec __attribute__((vector_size(64), aligned(4)));
+inline Vec Load(const float* p) { return *reinterpret_cast<const Vec*>(p); }
+inline void Store(float* p, Vec v) { *reinterpret_cast<Vec*>(p) = v; }
+#else
+#if defined(__AVX__)
+constexpr int kPieceLanes = 8;
+#else
+constexpr int kPieceLanes = 4;
+#endif
+constexpr int kPieces = kLanes / kPieceLanes;
+typedef float Piece __attribute__((vector_size(4 * kPieceLanes), aligned(4)));
+struct Vec {
+  Piece piece[kPieces];
+  float operator[](int lane) const { return piece[lane / kPieceLanes][lane % kPieceLanes]; }
+};
+inline Vec Load(const float* p) {
+  Vec v;
+  for (int i = 0; i < kPieces; ++i) {
+    v.piece[i] = *reinterpret_cast<const Piece*>(p + i * kPieceLanes);
+  }
+  return v;
+}
+inline void Store(float* p, const Vec& v) {
+  for (int i = 0; i < kPieces; ++i) {
+    *reinterpret_cast<Piece*>(p + i * kPieceLanes) = v.piece[i];
+  }
+}
+inline Vec operator*(const Vec& a, const Vec& b) {
+  Vec r;
+  for (int i = 0; i < kPieces; ++i) r.piece[i] = a.piece[i] * b.piece[i];
+  return r;
+}
+inline Vec operator*(float a, const Vec& b) {
+  Vec r;
+  for (int i = 0; i < kPieces; ++i) r.piece[i] = a * b.piece[i];
+  return r;
+}
+inline Vec& operator+=(Vec& a, const Vec& b) {
+  for (int i = 0; i < kPieces; ++i) a.piece[i] += b.piece[i];
+  return a;
+}
+#endif
+
+// The forward product's register tile: kDotViews views x kDotRows kernel rows of
+// Vec accumulators. Rows of a first-layer kernel updated together by the fused
+// pass: each row of X and dX loaded from cache serves this many kernel rows. (On an
+// AVX2 EPYC, tiles of 2 x 2 and 3 rows ran no faster than these.)
+constexpr int kDotViews = 4, kDotRows = 4, kRows = 8;
 // Columns per tile of the fused pass: a tile's rows of X and dX (2 K x 1024
 // floats, 128 KB for K = 16) stay in the L2 cache while the kernel's rows stream
 // through it, each row segment a contiguous 4 KB.
@@ -41,9 +91,7 @@ constexpr int64_t kTile = 1024;
 // kParts, are in mine_kernels.h: they size the caller's scratch).
 constexpr int64_t kForwardRows = 32;
 
-inline Vec Load(const float* p) { return *reinterpret_cast<const Vec*>(p); }
-inline void Store(float* p, Vec v) { *reinterpret_cast<Vec*>(p) = v; }
-inline float Sum(Vec v) {
+inline float Sum(const Vec& v) {
   float total = 0.0f;
   for (int l = 0; l < kLanes; ++l) total += v[l];
   return total;
@@ -99,10 +147,12 @@ inline void DotRows(const float* x, int64_t x_stride, const float* w, int64_t w_
 // hidden[k * H + h] = X[k] . W[h] for k < K and h in [h0, h1).
 inline void ForwardRows(const float* x, int64_t K, const float* w, int64_t D, int64_t h0,
                         int64_t h1, float* hidden, int64_t H) {
-  for (int64_t h = h0; h < h1; h += 4) {
-    const int nh = static_cast<int>(std::min<int64_t>(4, h1 - h));
+  for (int64_t h = h0; h < h1; h += kDotRows) {
+    const int nh = static_cast<int>(std::min<int64_t>(kDotRows, h1 - h));
     int64_t k = 0;
-    for (; k + 4 <= K; k += 4) DotRows<4>(x + k * D, D, w + h * D, D, D, nh, hidden + k * H + h, H);
+    for (; k + kDotViews <= K; k += kDotViews) {
+      DotRows<kDotViews>(x + k * D, D, w + h * D, D, D, nh, hidden + k * H + h, H);
+    }
     for (; k < K; ++k) DotRows<1>(x + k * D, D, w + h * D, D, D, nh, hidden + k * H + h, H);
   }
 }

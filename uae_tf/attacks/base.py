@@ -109,7 +109,8 @@ class Attack(abc.ABC):
         batch_size: Samples per batch; ``None``: chosen at the first call by
             :meth:`resolve_batch_size`. A batch that runs out of device memory is
             halved and retried, and the attack keeps the smaller size.
-        seed: Seed of every random choice; sample i's depend on ``(seed, indices[i])``.
+        seed: Seed of every random choice, an integer in ``[0, 2**31)``; sample i's
+            depend on ``(seed, indices[i])``.
         jit_compile: ``True``, ``False`` or ``"auto"`` (XLA when the similarity's
             ops allow it, :meth:`Similarity.compiles_with_xla`, falling back to
             graph mode with a warning when the model does not compile).
@@ -120,7 +121,7 @@ class Attack(abc.ABC):
         self.criterion = criterion
         self.batch_size = (None if batch_size is None
                            else _validation.check_positive_int(batch_size, "batch_size"))
-        self.seed = int(seed)
+        self.seed = _validation.check_seed(seed)
         if jit_compile not in (True, False, "auto"):
             raise ValueError(
                 f"jit_compile must be True, False or 'auto'. Received: jit_compile={jit_compile!r}"
@@ -171,13 +172,39 @@ class Attack(abc.ABC):
             ValueError: if ``x`` is not a batch of samples in [0, 1] of the model's
                 input shape, labels are missing where the criterion needs them or
                 are not classes of the model, or ``labels`` or ``indices`` do not
-                have one entry per sample.
+                have one entry per sample; or if the criterion (or the similarity)
+                comes out NaN or infinite, as for a model with NaN weights.
         """
         x, labels, indices = self._check_inputs(x, labels, indices)
         self._build(x.shape[1:])
         batch_size = self.resolve_batch_size(x.shape[1:])
-        return run_in_batches(self._run_batch_or_halve, [x, labels, indices], batch_size,
-                              self.verbose)
+        result = run_in_batches(self._run_batch_or_halve, [x, labels, indices], batch_size,
+                                self.verbose)
+        self._check_finite(result, indices)
+        return result
+
+    def _check_finite(self, result, indices):
+        """Raises a ValueError if the result holds NaN or infinity where numbers belong.
+
+        A model with non-finite weights or outputs makes f NaN, which no comparison
+        marks successful: without this check its run would read as "ASR 0%".
+        ``mi`` is checked for attacks with a similarity (it is NaN by design for
+        the noise and start baselines).
+        """
+        fields = {"f": result.f, "x_adv": result.x_adv.reshape(len(result), -1)}
+        if getattr(self, "similarity", None) is not None:
+            fields["mi"] = result.mi
+        for name, values in fields.items():
+            bad = ~np.isfinite(values)
+            if bad.ndim > 1:
+                bad = bad.any(axis=1)
+            if bad.any():
+                raise ValueError(
+                    f"{type(self).__name__} computed a NaN or infinite {name} for "
+                    f"{int(bad.sum())} of {len(bad)} samples (indices "
+                    f"{indices[bad][:5].tolist()}{'...' if bad.sum() > 5 else ''}): the model "
+                    "returns non-finite outputs (are its weights finite?)."
+                )
 
     def resolve_batch_size(self, input_shape):
         """Returns ``batch_size``, setting it first if it was left to the attack.
@@ -259,7 +286,17 @@ class Attack(abc.ABC):
                     f"labels must be classes in [0, {num_classes}). Received labels in "
                     f"[{labels.min()}, {labels.max()}]"
                 )
-        indices = np.arange(n) if indices is None else _one_per_sample(indices, "indices", n)
+        if indices is None:
+            indices = np.arange(n)
+        else:
+            indices = _one_per_sample(indices, "indices", n)
+            if indices.dtype.kind not in "iu" or not np.all(
+                    (indices >= 0) & (indices < _validation.SEED_LIMIT)):
+                raise ValueError(
+                    f"indices must be integers in [0, {_validation.SEED_LIMIT - 1}] (they seed "
+                    f"the samples). Received: {indices.dtype} indices in "
+                    f"[{indices.min()}, {indices.max()}]"
+                )
         return x, labels, indices
 
     def _run_loop(self, *args):

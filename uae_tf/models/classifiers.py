@@ -31,7 +31,6 @@ Example:
 """
 
 import time
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -40,7 +39,7 @@ import tensorflow as tf
 from autoencoders._common import check_input_shape, kernel_initializer
 from uae_tf import datasets
 from uae_tf._batches import shuffled_batches
-from uae_tf._io import write_json_atomic
+from uae_tf._io import make_writable_dir, save_keras_atomic, write_json_atomic
 from uae_tf._validation import (
     check_choice,
     check_images,
@@ -50,7 +49,6 @@ from uae_tf._validation import (
     check_seed,
 )
 from uae_tf.runs import MODEL_FILE, RECORD_FILE, versions
-from uae_tf.training import _save_model_atomic
 
 VARIANTS = ("auto", "mnist", "cifar")
 
@@ -255,9 +253,7 @@ def train_classifier(
     if (x is None) != (y is None):
         raise ValueError("x and y go together: pass both training images and labels, or neither.")
     if out is not None:
-        # Created first, so an unusable ``out`` fails before a long training, not after.
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
+        out = make_writable_dir(out)  # A read-only or full ``out`` fails before training.
 
     if x is None:
         x, y = datasets.load(dataset, "train", data_dir=data_dir)
@@ -313,7 +309,7 @@ def train_classifier(
     if trades_beta is not None:
         record["config"]["trades_beta"] = trades_beta
     if out is not None:
-        _save_model_atomic(model, out / MODEL_FILE)
+        save_keras_atomic(model, out / MODEL_FILE)
         write_json_atomic(out / RECORD_FILE, record)
     return model, record
 

@@ -15,7 +15,6 @@ Example:
 """
 
 import time
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -23,14 +22,14 @@ import tensorflow as tf
 
 from uae_tf import datasets
 from uae_tf._batches import shuffled_batches
-from uae_tf._io import write_json_atomic
+from uae_tf._io import make_writable_dir, save_keras_atomic, write_json_atomic
 from uae_tf._validation import check_choice, check_positive_int, check_seed
 from uae_tf.augmentation import UAESequence
 from uae_tf.generation import GenerationResults, load_results
 from uae_tf.contrastive import apply_parameters, draw_crop_and_flip, nt_xent
 from uae_tf.models.simclr import build_simclr
 from uae_tf.runs import MODEL_FILE, RECORD_FILE, versions
-from uae_tf.training import _augmentation_config, _save_model_atomic
+from uae_tf.training import _augmentation_config
 
 # The paper's recipe (CIFAR-10, ResNet-18, batch 512, LARS: published README) and
 # a CPU one (small encoder, Adam).
@@ -265,8 +264,7 @@ def train_simclr(dataset, epochs=None, batch_size=None, seed=0, out=None, data_d
     encoder = encoder or default_encoder(dataset)
     optimizer = optimizer or ("lars" if encoder == "resnet18" else "adam")
     if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
+        out = make_writable_dir(out)  # A read-only or full ``out`` fails before training.
     if limit is not None:
         limit = check_positive_int(limit, "limit")
     x, y = datasets.load(dataset, "train", data_dir=data_dir)
@@ -314,6 +312,6 @@ def train_simclr(dataset, epochs=None, batch_size=None, seed=0, out=None, data_d
         "linear_probe": probes,
     }
     if out is not None:
-        _save_model_atomic(model, out / MODEL_FILE)
+        save_keras_atomic(model, out / MODEL_FILE)
         write_json_atomic(out / RECORD_FILE, record)
     return model, record

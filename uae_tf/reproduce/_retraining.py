@@ -32,6 +32,7 @@ from uae_tf._argtypes import (
     add_attack_batch_size_argument,
     add_quiet_argument,
     add_replicate_arguments,
+    add_steps_arguments,
     int_at_least,
 )
 from uae_tf._validation import check_positive_int
@@ -92,7 +93,8 @@ def train_row(log, out, epochs, train, augmentation=None, transform=None):
 
 
 def generate_row(log, model_dir, x_train, out, row, method, seed, dataset, limit,
-                 attack_batch_size=None, verbose=True, **kwargs):
+                 attack_batch_size=None, verbose=True, dataset_options=None, steps=None,
+                 **kwargs):
     """Makes one augmentation of ``x_train`` against the model in ``model_dir``, resumably.
 
     Args:
@@ -107,11 +109,18 @@ def generate_row(log, model_dir, x_train, out, row, method, seed, dataset, limit
         limit: The training samples' limit, for the results' config.
         attack_batch_size: Samples attacked at once.
         verbose: Print progress (the attack's bar on a terminal only).
+        dataset_options: The dataset's resolved options (see
+            :func:`uae_tf.datasets.resolve_options`), for the results' config when
+            not empty.
+        steps: MinMax iterations T of a ``"mine"`` or ``"l2"`` attack (``None``:
+            the preset's).
         **kwargs: Settings of :func:`uae_tf.generate` (``preset``, ``view``...).
 
     Returns:
         The :class:`uae_tf.generation.GenerationResults`.
     """
+    if steps is not None:
+        kwargs["steps"] = steps
     phi, _ = training.load_model_dir(model_dir)
     log(f"[seed {seed}] {row}: generating {len(x_train)} augmentations")
     began = time.perf_counter()
@@ -119,6 +128,7 @@ def generate_row(log, model_dir, x_train, out, row, method, seed, dataset, limit
         phi, x_train, out, method=method, batch_size=attack_batch_size, seed=seed,
         verbose=verbose and method in ("mine", "l2") and sys.stdout.isatty(),
         config={"dataset": dataset, "split": "train", "limit": limit,
+                **({"dataset_options": dataset_options} if dataset_options else {}),
                 "model_sha256": file_sha256(model_file(model_dir))},
         **kwargs,
     )
@@ -207,16 +217,20 @@ def paired_differences(records, method, rows):
 
 
 def experiment_config(dataset, arch, preset, seeds, seed, limit, view, epochs,
-                      augmented_epochs, initial_perturbation, data_dir, **extra):
+                      augmented_epochs, initial_perturbation, data_dir, steps=None, **extra):
     """The settings every retraining experiment records, checked, plus ``extra``.
 
     ``seeds`` replicates from ``seed`` become the list ``seeds``; ``epochs`` and
     ``augmented_epochs`` of ``None`` mean Table 8's for ``arch`` (which may be
-    ``None`` when ``extra`` names the architectures). Raises ``ValueError``
+    ``None`` when ``extra`` names the architectures). ``steps``, the attacks' T, is
+    recorded when given (``None``, the preset's, leaves it out, so the config of a
+    run made before the setting existed stays what it was). Raises ``ValueError``
     naming an unknown setting.
     """
     check_settings(dataset, preset, view, arch)
     seeds = check_positive_int(seeds, "seeds")
+    if steps is not None:
+        extra["steps"] = check_positive_int(steps, "steps")
     if arch is not None:
         epochs = epochs or autoencoders.default_epochs(arch, dataset)
         augmented_epochs = (augmented_epochs
@@ -268,9 +282,9 @@ def check_settings(dataset, preset, view, arch=None):
         raise ValueError(f"view must be one of {VIEWS}. Received: {view!r}")
 
 
-def load_train_split(dataset, limit, data_dir):
+def load_train_split(dataset, limit, data_dir, dataset_options=None):
     """The first ``limit`` samples of ``dataset``'s train split (refused when empty)."""
-    x_train, _ = datasets.load(dataset, "train", data_dir=data_dir)
+    x_train, _ = datasets.load(dataset, "train", data_dir=data_dir, **(dataset_options or {}))
     x_train = x_train[:limit]
     if len(x_train) == 0:
         raise ValueError(f"The train split of {dataset!r} is empty.")
@@ -283,7 +297,7 @@ def add_arguments(parser, limit, epochs, augmented_epochs, view="random"):
     ``epochs`` and ``augmented_epochs`` of ``None`` mean Table 8's.
 
     ``--dataset``, ``--preset``/``--seeds``/``--seed``, ``--limit``, ``--view``,
-    ``--epochs``, ``--augmented-epochs``, ``--initial-perturbation``,
+    ``--epochs``, ``--augmented-epochs``, ``--initial-perturbation``, ``--steps``,
     ``--attack-batch-size``, ``--data-dir``, ``--quiet``, ``--out``.
     """
     parser.add_argument("--dataset", required=True, choices=datasets.DATASETS, metavar="NAME",
@@ -304,6 +318,8 @@ def add_arguments(parser, limit, epochs, augmented_epochs, view="random"):
                         default="glorot", metavar="R",
                         help="delta_0 of the attacks: 'glorot' (published code; default), 0 "
                         "(Algorithm 1) or a radius")
+    add_steps_arguments(parser, None, what="of the MINE-UAE attacks",
+                        default_help="the preset's, fast 20, paper 40")
     # 16, as `uae demo`: on a CPU, batches of the random view's attack run faster than
     # one sample at a time.
     add_attack_batch_size_argument(parser, default=str(DEFAULT_ATTACK_BATCH_SIZE))
@@ -319,7 +335,7 @@ def common_kwargs(args):
         dataset=args.dataset, out=args.out, preset=args.preset, seeds=args.seeds,
         seed=args.seed, limit=args.limit, view=args.view, epochs=args.epochs,
         augmented_epochs=args.augmented_epochs,
-        initial_perturbation=args.initial_perturbation,
+        initial_perturbation=args.initial_perturbation, steps=args.steps,
         attack_batch_size=args.attack_batch_size, data_dir=args.data_dir,
         verbose=not args.quiet,
     )

@@ -15,7 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from uae_tf import _validation, datasets
-from uae_tf._argtypes import add_quiet_argument, add_steps_arguments, int_at_least
+from uae_tf._argtypes import (
+    add_quiet_argument,
+    add_seed_argument,
+    add_steps_arguments,
+    int_at_least,
+)
 from uae_tf._argtypes import initial_perturbation as parse_initial_perturbation
 from uae_tf.attacks import PGDAttack
 from uae_tf.augmentation import augmentation_pool
@@ -205,10 +210,7 @@ def adversary_schedule(clean_epochs, ramp_epochs, epochs):
 
 def add_run_arguments(parser, seed_of):
     """Adds ``--seed`` (the seed of ``seed_of``), ``--quiet`` and ``--out``."""
-    parser.add_argument(
-        "--seed", type=int_at_least(0), default=0, metavar="S",
-        help=f"seed of {seed_of} (default: %(default)s)",
-    )
+    add_seed_argument(parser, help=f"seed of {seed_of}")
     add_quiet_argument(parser)
     parser.add_argument("--out", required=True, metavar="DIR", help="results directory")
 

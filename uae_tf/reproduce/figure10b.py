@@ -25,7 +25,7 @@ from pathlib import Path
 import keras
 
 from uae_tf import datasets
-from uae_tf._argtypes import int_at_least
+from uae_tf._argtypes import add_seed_argument, int_at_least
 from uae_tf._validation import check_choice
 from uae_tf.attacks import PGDAttack
 from uae_tf.augmentation import UAESequence
@@ -33,13 +33,16 @@ from uae_tf.generation import load_results
 from uae_tf.models.simclr_training import PROBE_EPOCHS, PROBES, linear_probe
 from uae_tf.reproduce import _supervised
 from uae_tf.reproduce.reports import (
+    REPORT_FILE,
     markdown_table,
     plot_asr_against_epsilon,
     printer,
     write_report,
 )
-from uae_tf.runs import attack_config, attack_in_chunks, file_sha256, model_file, read_json
+from uae_tf.reproduce import table7 as table7_run
+from uae_tf.runs import attack_config, attack_in_chunks, file_sha256, model_file, read_config
 from uae_tf.runs import versions
+from uae_tf.training import load_model_dir
 
 NAME = "figure10b"
 SUMMARY = "Appendix I, Fig. 10(b): PGD ASR against epsilon for SimCLR with and without UAEs."
@@ -67,12 +70,21 @@ def run_figure10b(table7, out, seed=None, n=50, epsilons=EPSILONS, probe="publis
     Returns:
         The report written to ``out/report.json`` (``rows``: ``model``, ``epsilon``,
         ``asr``; ``config``; ``seconds``).
+
+    Raises:
+        FileNotFoundError: if ``table7`` is not a run directory.
+        ValueError: if it is a directory of another kind (a generation, a Table 4
+            run...) or an unfinished Table 7 run, or ``seed`` is not one of its seeds.
     """
     began = time.perf_counter()
     check_choice(probe, PROBES, "probe")
     say = printer(verbose)
     table7, out = Path(table7), Path(out)
-    config = read_json(table7 / "config.json", "table7 run config")["config"]
+    what = "a finished 'uae reproduce table7' directory"
+    config = read_config(table7, table7_run.FORMAT, what=what)
+    if not (table7 / REPORT_FILE).is_file():
+        raise ValueError(f"{table7} is not {what}: it has no {REPORT_FILE} yet. Rerun its "
+                         "'uae reproduce table7' command to finish it.")
     seed = config["seeds"][0] if seed is None else int(seed)
     if seed not in config["seeds"]:
         raise ValueError(f"seed must be one of the Table 7 run's {config['seeds']}. "
@@ -83,7 +95,7 @@ def run_figure10b(table7, out, seed=None, n=50, epsilons=EPSILONS, probe="publis
     classifiers, facts = {}, {}
     for name in MODELS:
         path = model_file(table7 / f"seed-{seed}" / name)
-        encoder = keras.saving.load_model(path, compile=False).encoder
+        encoder = load_model_dir(path)[0].encoder
         x_probe, y_probe = x_train, y_train
         if probe == "published" and name == "mine-uae":
             uaes = load_results(table7 / f"seed-{seed}" / "augment" / "mine-uae")
@@ -176,8 +188,8 @@ def add_arguments(parser):
     """Adds the options of ``uae reproduce figure10b``."""
     parser.add_argument("--table7", required=True, metavar="DIR",
                         help="a finished 'uae reproduce table7' directory")
-    parser.add_argument("--seed", type=int_at_least(0), metavar="S",
-                        help="replicate of the Table 7 run (default: its first)")
+    add_seed_argument(parser, help="replicate of the Table 7 run (default: its first)",
+                      default=None)
     parser.add_argument("--n", type=int_at_least(1), default=50, metavar="N",
                         help="test samples attacked (default: %(default)s; paper: 1000)")
     parser.add_argument("--epsilons", type=_epsilons, default=EPSILONS, metavar="E1,E2,...",

@@ -160,6 +160,10 @@ def add_arguments(parser):
         "--view", choices=VIEWS, default="auto",
         help="per-sample MINE view (default: auto, the conv view)",
     )
+    parser.add_argument(
+        "--epsilons", type=_supervised.epsilons, default=EPSILONS, metavar="E1,E2,...",
+        help="L-infinity bounds, one column each (default: 0.1,0.2,...,1.0)",
+    )
     _supervised.add_run_arguments(parser, seed_of="the classifier and of the attacks")
 
 
@@ -168,7 +172,7 @@ def run(args):
     report = run_figure3(
         args.out, model=args.model, dataset=args.dataset, data_dir=args.data_dir,
         classifier_epochs=args.classifier_epochs, n=args.n, steps=args.steps,
-        view=args.view, seed=args.seed, verbose=not args.quiet,
+        view=args.view, epsilons=args.epsilons, seed=args.seed, verbose=not args.quiet,
     )
     return {"out": str(args.out), "figure": report["figure"], "seconds": report["seconds"]}
 

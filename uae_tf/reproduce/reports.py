@@ -8,9 +8,11 @@ in a terminal without a display and inside a notebook.
 import numpy as np
 from matplotlib.figure import Figure
 
-from uae_tf._io import write_json_atomic
+from uae_tf._io import write_json_atomic, write_text_atomic
 
 MISSING = "–"
+
+REPORT_FILE = "report.json"
 
 
 def printer(verbose):
@@ -110,6 +112,6 @@ def plot_grouped_bars(path, groups, series, title, ylabel="test reconstruction e
 
 
 def write_report(out, report, markdown):
-    """Writes ``out/report.json`` (atomically) and ``out/report.md``."""
-    write_json_atomic(out / "report.json", report)
-    (out / "report.md").write_text(markdown)
+    """Writes ``out/report.json`` and ``out/report.md``, each atomically."""
+    write_json_atomic(out / REPORT_FILE, report)
+    write_text_atomic(out / "report.md", markdown)

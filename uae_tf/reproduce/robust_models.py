@@ -39,7 +39,7 @@ from pathlib import Path
 
 from uae_tf import _validation, datasets
 from uae_tf._argtypes import int_at_least, names_among
-from uae_tf._io import write_json_atomic
+from uae_tf._io import save_keras_atomic, write_json_atomic
 from uae_tf.models import RELEASED, load_released_classifier
 from uae_tf.models.classifiers import accuracy
 from uae_tf.reproduce import _supervised
@@ -47,7 +47,6 @@ from uae_tf.reproduce.figure3 import EPSILONS, PGD_STEPS, run_figure3
 from uae_tf.reproduce.figure3 import FIGURE as GRID
 from uae_tf.reproduce.reports import markdown_table, plot_asr_against_epsilon, printer, write_report
 from uae_tf.runs import MODEL_FILE, RECORD_FILE, check_config, train_once, versions
-from uae_tf.training import _save_model_atomic
 from uae_tf.views import VIEWS
 
 NAME = "robust-models"
@@ -221,7 +220,7 @@ def _convert_released(directory, name, checkpoint, dataset, data_dir):
 
     def convert(target):
         model = load_released_classifier(name, checkpoint)
-        _save_model_atomic(model, target / MODEL_FILE)
+        save_keras_atomic(model, target / MODEL_FILE)
         write_json_atomic(target / RECORD_FILE, {
             "config": {"released": name, "checkpoint": checkpoint, "dataset": dataset},
             "versions": versions(),

@@ -63,6 +63,7 @@ def run_second_run(
     epochs=None,
     augmented_epochs=None,
     initial_perturbation="glorot",
+    steps=None,
     attack_batch_size=None,
     data_dir=None,
     verbose=True,
@@ -83,6 +84,7 @@ def run_second_run(
         augmented_epochs: Epochs of ``first-run`` and ``second-run`` (default:
             Table 8's augmented column).
         initial_perturbation: delta_0 of the attacks.
+        steps: MinMax iterations T of the MINE-UAE attacks (default: the preset's).
         attack_batch_size: Samples attacked at once (default: the attack's).
         data_dir: tensorflow-datasets cache directory.
         verbose: Print progress, one line per step.
@@ -92,12 +94,12 @@ def run_second_run(
     """
     config = _retraining.experiment_config(
         dataset, arch, preset, seeds, seed, limit, view, epochs, augmented_epochs,
-        initial_perturbation, data_dir)
+        initial_perturbation, data_dir, steps=steps)
     out, log, started, x_train = _retraining.begin(out, config, _FORMAT, verbose)
     n, batch_size = len(x_train), config["batch_size"]
     attack = dict(method="mine", dataset=dataset, limit=limit,
-                  attack_batch_size=attack_batch_size, verbose=verbose, preset=preset,
-                  view=view, initial_perturbation=initial_perturbation)
+                  attack_batch_size=attack_batch_size, verbose=verbose, steps=steps,
+                  preset=preset, view=view, initial_perturbation=initial_perturbation)
 
     records = {row: [] for row in ROWS}
     for run_seed in config["seeds"]:

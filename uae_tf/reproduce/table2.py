@@ -55,7 +55,7 @@ import numpy as np
 
 from uae_tf import datasets, metrics
 from uae_tf._argtypes import add_attack_batch_size_argument, int_at_least
-from uae_tf._io import write_npz_atomic
+from uae_tf._io import read_npz, write_npz_atomic
 from uae_tf._validation import check_positive_float
 from uae_tf.attacks import MinMaxAttack
 from uae_tf.criteria import MarginCriterion
@@ -349,8 +349,10 @@ def _reference_features(out, extract, dataset, data_dir):
     """The training split's features, computed once into ``out/features/train.npz``."""
     path = out / FEATURES_FILE
     if path.is_file():
-        with np.load(path) as data:
-            return data["features"]
+        features = read_npz(path, "delete it and rerun to compute it again").get("features")
+        if features is None:
+            raise ValueError(f"{path} holds no features; delete it and rerun to compute them.")
+        return features
     x_train, _ = datasets.load(dataset, "train", data_dir=data_dir)
     features = metrics.extract_features(extract, x_train)
     path.parent.mkdir(parents=True, exist_ok=True)

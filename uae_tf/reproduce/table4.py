@@ -45,6 +45,7 @@ from uae_tf._argtypes import (
     add_attack_batch_size_argument,
     add_quiet_argument,
     add_replicate_arguments,
+    add_steps_arguments,
     int_at_least,
 )
 from uae_tf.attacks._iteration import SELECTIONS
@@ -111,6 +112,7 @@ def run_table4(
     augmented_epochs=None,
     initial_perturbation="glorot",
     selection="published",
+    steps=None,
     attack_batch_size=None,
     seed=0,
     data_dir=None,
@@ -135,6 +137,8 @@ def run_table4(
             :class:`uae_tf.MinMaxAttack`).
         selection: Which iterate the MINE-UAE and L2-UAE attacks keep:
             ``"published"`` or ``"algorithm1"`` (see :class:`uae_tf.MinMaxAttack`).
+        steps: MinMax iterations T of the MINE-UAE and L2-UAE attacks (default: the
+            preset's).
         attack_batch_size: Samples attacked at once (default: the attack's).
         seed: First seed.
         data_dir: tensorflow-datasets cache directory.
@@ -147,7 +151,7 @@ def run_table4(
         raise ValueError(f"selection must be one of {SELECTIONS}. Received: {selection!r}")
     config = experiment_config(dataset, arch, preset, seeds, seed, limit, view, epochs,
                                augmented_epochs, initial_perturbation, data_dir,
-                               selection=selection)
+                               steps=steps, selection=selection)
     epochs, augmented_epochs = config["epochs"], config["augmented_epochs"]
     out, log, started, x_train = begin(out, config, _FORMAT, verbose)
     records = {row: [] for row in ROWS}
@@ -164,7 +168,7 @@ def run_table4(
         for row, (method, extra) in AUGMENTATIONS.items():
             kwargs = dict(extra)
             if method in ("mine", "l2"):
-                kwargs.update(preset=preset, view=view, selection=selection)
+                kwargs.update(preset=preset, view=view, selection=selection, steps=steps)
             if method != "gaussian":
                 kwargs.update(initial_perturbation=initial_perturbation)
             results = generate_row(
@@ -352,6 +356,8 @@ def add_arguments(parser):
     parser.add_argument("--selection", choices=SELECTIONS, default="published",
                         help="iterate the attacks keep: published (f <= 0 and MI > 0, the "
                         "smallest MI; default) or algorithm1 (f <= 0, the lowest MI)")
+    add_steps_arguments(parser, None, what="of the MINE-UAE and L2-UAE attacks",
+                        default_help="the preset's, fast 20, paper 40")
     add_attack_batch_size_argument(parser)
     parser.add_argument("--data-dir", metavar="DIR", help="tensorflow-datasets cache directory")
     add_quiet_argument(parser)
@@ -365,8 +371,8 @@ def run(args):
         limit=args.limit, view=args.view, epochs=args.epochs,
         augmented_epochs=args.augmented_epochs,
         initial_perturbation=args.initial_perturbation, selection=args.selection,
-        attack_batch_size=args.attack_batch_size, seed=args.seed, data_dir=args.data_dir,
-        verbose=not args.quiet,
+        steps=args.steps, attack_batch_size=args.attack_batch_size, seed=args.seed,
+        data_dir=args.data_dir, verbose=not args.quiet,
     )
     if not args.quiet:
         print_table(report)

@@ -79,6 +79,7 @@ def run_table5(
     noise=DEFAULT_NOISE,
     settings=SETTINGS,
     initial_perturbation="glorot",
+    steps=None,
     attack_batch_size=None,
     data_dir=None,
     verbose=True,
@@ -100,6 +101,7 @@ def run_table5(
         noise: Gaussian noise sigma (appendix F: 0.001; the table's label: 0.01).
         settings: Which of :data:`SETTINGS` to run (default: all three).
         initial_perturbation: delta_0 of the attack.
+        steps: MinMax iterations T of the MINE-UAE attacks (default: the preset's).
         attack_batch_size: Samples attacked at once (default: the attack's).
         data_dir: tensorflow-datasets cache directory.
         verbose: Print progress, one line per step.
@@ -114,7 +116,7 @@ def run_table5(
     augmentations = {name: t for name, t in transforms(rotation, noise).items() if name in settings}
     config = _retraining.experiment_config(
         dataset, "conv", preset, seeds, seed, limit, view, epochs, augmented_epochs,
-        initial_perturbation, data_dir, rotation=rotation, noise=noise,
+        initial_perturbation, data_dir, steps=steps, rotation=rotation, noise=noise,
         transforms={name: t.get_config() for name, t in augmentations.items()})
     out, log, started, x_train = _retraining.begin(out, config, _FORMAT, verbose)
 
@@ -132,7 +134,7 @@ def run_table5(
                 _retraining.train_row(log, run_dir / name, epochs, train, transform=transform))
             results = _retraining.generate_row(
                 log, run_dir / name, x_train, run_dir / "augment" / name, f"{name}+mine-uae",
-                "mine", run_seed, dataset, limit, attack_batch_size, verbose,
+                "mine", run_seed, dataset, limit, attack_batch_size, verbose, steps=steps,
                 preset=preset, view=view, initial_perturbation=initial_perturbation,
             )
             record = _retraining.train_row(log, run_dir / f"{name}+mine-uae", augmented_epochs,

@@ -6,14 +6,23 @@ MINE-UAE, one UAE per training sample (the random view, as the model has no
 convolution; the reconstruction criterion with the model in inference mode, i.e.
 through its M selected features); retrain it from scratch on the originals plus the
 UAEs (failed ones replicated). ``original-same-steps`` is a control the paper lacks:
-the originals alone for as many gradient steps as the augmented run took (the
-augmented set is twice as large, so an epoch has twice the steps).
+the originals alone for as many gradient steps, of as many samples each, as the
+augmented run took. The published package sizes the batch from the rows it is fed,
+``max(rows // 256, 16)``, so with one UAE per sample (2N rows) an epoch has twice the
+steps when N < 4,096 (Mice Protein, COIL-20: the batch stays 16) and twice the batch
+at the same steps when N >= 4,096 (MNIST, Fashion-MNIST, ISOLET, HAR); the control
+trains with the augmented run's batch size for its number of steps (at N < 4,096 the
+same batch as ``original``), so it is never ``original`` again.
 
 Rows report the test reconstruction error and the downstream accuracy of Balın et
 al.'s protocol (an ExtraTrees classifier with 50 trees on the selected features of
 the training rows, scored on the test rows; the only use of labels), mean and
 standard deviation over replicates, the ASR on the training set, and the epochs,
 gradient steps and runs of the convergence rule of the last model.
+
+Data. ``mice_protein`` takes the loader option ``fill`` (see :mod:`uae_tf.datasets`):
+``"published"``, the default, is the data of the paper's numbers; a run with
+``fill="observed_mean"`` is not compared with the paper's row.
 
 Presets. ``paper``: the paper's attack (T = 40, 20 MINE steps), every training
 sample, the epochs of :func:`autoencoders.concrete.default_epochs` (800 on MNIST, as
@@ -45,6 +54,7 @@ from autoencoders import concrete
 from uae_tf import datasets
 from uae_tf._argtypes import (
     add_attack_batch_size_argument,
+    add_dataset_option_argument,
     add_quiet_argument,
     add_replicate_arguments,
     int_at_least,
@@ -92,6 +102,7 @@ def run_table6(
     seed=0,
     data_dir=None,
     verbose=True,
+    dataset_options=None,
 ):
     """Runs the Table 6 experiment into ``out`` (resuming what is there) and reports it.
 
@@ -117,6 +128,9 @@ def run_table6(
         seed: First seed.
         data_dir: Cache directory of the downloaded datasets.
         verbose: Print progress, one line per step.
+        dataset_options: The dataset's loader options (:func:`uae_tf.datasets.options`),
+            e.g. ``{"fill": "observed_mean"}``; default its defaults (the published
+            loader's).
 
     Returns:
         The report dict written to ``out/report.json``.
@@ -133,8 +147,11 @@ def run_table6(
     max_tries = check_positive_int(max_tries or defaults["max_tries"], "max_tries")
     attack_batch_size = attack_batch_size or defaults["attack_batch_size"]
     features = check_positive_int(features or concrete.default_num_features(dataset), "features")
+    options = datasets.resolve_options(dataset, **(dataset_options or {}))
     config = {
         "dataset": dataset,
+        # Only for datasets with options, so that the configs of the others stay.
+        **({"dataset_options": options} if options else {}),
         "features": features,
         "preset": preset,
         "seeds": [seed + r for r in range(seeds)],
@@ -152,32 +169,44 @@ def run_table6(
     log = printer(verbose)
     started = time.perf_counter()
 
-    x_train = load_train_split(dataset, limit, data_dir)
+    x_train = load_train_split(dataset, limit, data_dir, options)
     records = {row: [] for row in ROWS}
     asr = []
     for run_seed in config["seeds"]:
         run_dir = out / f"seed-{run_seed}"
         train = dict(arch="concrete", dataset=dataset, features=features,
-                     max_tries=max_tries, seed=run_seed, data_dir=data_dir, limit=limit)
+                     max_tries=max_tries, seed=run_seed, data_dir=data_dir, limit=limit,
+                     **({"dataset_options": options} if options else {}))
         records["original"].append(train_row(log, run_dir / "original", epochs, train))
         results = generate_row(
             log, run_dir / "original", x_train, run_dir / "augment" / "mine-uae", "mine-uae",
-            "mine", run_seed, dataset, limit, attack_batch_size, verbose, preset=preset,
-            view="random", initial_perturbation=initial_perturbation)
+            "mine", run_seed, dataset, limit, attack_batch_size, verbose,
+            dataset_options=options, preset=preset, view="random",
+            initial_perturbation=initial_perturbation)
         asr.append(results.attack_success_rate)
         augmented = train_row(log, run_dir / "mine-uae", augmented_epochs, train,
                               augmentation=results)
         records["mine-uae"].append(augmented)
-        same_steps = same_steps_epochs(augmented["steps"], len(x_train),
-                                       records["original"][-1]["config"]["batch_size"])
-        records["original-same-steps"].append(
-            train_row(log, run_dir / "original-same-steps", same_steps, train))
+        records["original-same-steps"].append(train_row(
+            log, run_dir / "original-same-steps", *_same_steps(augmented, len(x_train), train)))
 
     report = _report(records, asr, config, time.perf_counter() - started)
     _figure(out, x_train.shape[1:], config["seeds"][0], records)
     write_report(out, report, _markdown(report))
     log(f"Wrote {out / 'report.json'}, {out / 'report.md'} and {', '.join(FIGURES)}.")
     return report
+
+
+def _same_steps(augmented, n_train, train):
+    """The control's epochs and settings: the augmented run's steps at its batch size.
+
+    The batch is named in the settings only where it is not the default for the
+    originals (N >= 4,096), so the configs of smaller runs stay as they were.
+    """
+    batch_size = augmented["config"]["batch_size"]
+    if batch_size != concrete.default_batch_size(n_train):
+        train = {**train, "batch_size": batch_size}
+    return same_steps_epochs(augmented["steps"], n_train, batch_size), train
 
 
 def _mean_std(values):
@@ -209,6 +238,8 @@ def _report(records, asr, config, seconds):
             "train_seconds": float(np.mean([r["seconds"] for r in runs])),
         })
     paper_dataset = paper.TABLE6_DATASET.get(config["dataset"])
+    if config.get("dataset_options", {}).get("fill", "published") != "published":
+        paper_dataset = None  # another fill than the paper's data: no comparison
     return {
         "rows": rows,
         "config": config,
@@ -288,9 +319,11 @@ def _markdown(report):
         "`std` is over replicates (`–` with one). `epochs` and `steps` are the last run's of "
         "the convergence rule (train again with doubled epochs while the mean max selection "
         "probability is below 0.998). `original-same-steps` trains on the originals alone for "
-        "as many gradient steps as `mine-uae`. The paper trains on all training samples for "
-        "hundreds of epochs, with MNIST scaled to [-0.5, 0.5] (errors here are on [0, 1]); "
-        "compare the rows' order, not the digits, on other settings.",
+        "as many gradient steps, at the same batch size, as `mine-uae`. The paper trains on "
+        "all training samples for hundreds of epochs; compare the rows' order, not the "
+        "digits, on other settings."
+        + (f" Dataset options: {config['dataset_options']}."
+           if config.get("dataset_options") else ""),
         "",
         *[f"![{name}]({name})" for name in FIGURES],
         "",
@@ -320,6 +353,7 @@ def add_arguments(parser):
     add_attack_batch_size_argument(parser, default="fast 32; paper the attack's: 1 on a CPU "
                                    "for the conv view, from the free memory on a GPU")
     parser.add_argument("--data-dir", metavar="DIR", help="cache directory of the datasets")
+    add_dataset_option_argument(parser)
     add_quiet_argument(parser)
     parser.add_argument("--out", required=True, metavar="DIR", help="experiment directory")
 
@@ -331,7 +365,7 @@ def run(args):
         limit="preset" if args.limit is None else args.limit, epochs=args.epochs,
         augmented_epochs=args.augmented_epochs, max_tries=args.max_tries,
         attack_batch_size=args.attack_batch_size, seed=args.seed, data_dir=args.data_dir,
-        verbose=not args.quiet,
+        verbose=not args.quiet, dataset_options=dict(args.dataset_options),
     )
     if not args.quiet:
         print(f"\n{'method':<20} {'test error':>11} {'improvement':>12} {'accuracy':>9} {'ASR':>7}")

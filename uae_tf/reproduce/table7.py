@@ -66,7 +66,7 @@ SUMMARY = "Table 7: SimCLR's test contrastive loss and linear-probe accuracy aft
 ROWS = ("original", "mine-uae", "original-same-steps")
 STEPS = 20  # The published SimCLR attack's T.
 CONST_DECAY_POWER = 0.5  # The published SimCLR attack's c update: 1 - beta / t^(1/2).
-_FORMAT = "uae-tf/table7/v2"  # v2: both linear probes
+FORMAT = "uae-tf/table7/v2"  # v2: both linear probes
 
 # The CPU default: 256 mnist5k digits, the small encoder, 30 epochs, A = 4 pairs and
 # the random view (the conv view of the stem costs about 10 s a sample on 2 cores).
@@ -130,7 +130,7 @@ def run_table7(dataset="mnist5k", out="table7", preset="fast", seeds=1, limit=No
     }
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    check_config(out, config, format=_FORMAT)
+    check_config(out, config, format=FORMAT)
     log = printer(verbose)
     started = time.perf_counter()
     x_train, _ = datasets.load(dataset, "train", data_dir=data_dir)

@@ -82,6 +82,7 @@ def run_table9(
     betas=BETAS,
     archs=ARCHS,
     initial_perturbation="glorot",
+    steps=None,
     attack_batch_size=None,
     data_dir=None,
     verbose=True,
@@ -104,6 +105,7 @@ def run_table9(
         betas: Steps of c (paper: 0.05, 0.1, 0.5).
         archs: The autoencoders, of ``("conv", "concrete")``.
         initial_perturbation: delta_0 of the attacks.
+        steps: MinMax iterations T of the MINE-UAE attacks (default: the preset's).
         attack_batch_size: Samples attacked at once (default: the attack's).
         data_dir: tensorflow-datasets cache directory.
         verbose: Print progress, one line per step.
@@ -126,7 +128,8 @@ def run_table9(
                  "max_tries": PRESET_TRAINING[preset]["max_tries"]}
     config = _retraining.experiment_config(
         dataset, None, preset, seeds, seed, limit, view, epochs, augmented_epochs,
-        initial_perturbation, data_dir, archs=archs, alphas=alphas, betas=betas, **extra)
+        initial_perturbation, data_dir, steps=steps, archs=archs, alphas=alphas, betas=betas,
+        **extra)
     out, log, started, x_train = _retraining.begin(out, config, _FORMAT, verbose)
 
     rows = ["original", *(row_name(a, b) for a, b in grid), "original-same-steps"]
@@ -148,7 +151,8 @@ def run_table9(
                 results = _retraining.generate_row(
                     log, run_dir / "original", x_train, run_dir / "augment" / row,
                     f"{arch} {row}", "mine", run_seed, dataset, limit, attack_batch_size,
-                    verbose, preset=preset, view="random" if arch == "concrete" else view,
+                    verbose, steps=steps, preset=preset,
+                    view="random" if arch == "concrete" else view,
                     initial_perturbation=initial_perturbation, step_size=alpha, beta=beta,
                 )
                 record = _retraining.train_row(log, run_dir / row, augmented_epochs, train,

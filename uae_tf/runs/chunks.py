@@ -3,7 +3,14 @@
 A run directory holds::
 
     DIR/config.json          what produced the results (refused if it changes)
-    DIR/chunks/NNNNNNNN.npz  one file per finished chunk, written atomically
+    DIR/chunks/NNNNNNNN.npz  one file per finished chunk, written atomically, carrying
+                             the run's identity (config_sha256 of config.json's config)
+
+A chunk is used only by the run that made it: one whose identity is another's
+(copied from another run) is refused, naming the file, and so is a directory with
+chunks but no ``config.json`` (nothing says what made them). Chunks written before
+chunks carried an identity are accepted in a directory whose ``config.json`` is
+there and matches, as they were then.
 
 A run that is killed loses at most the chunk in flight: called again with the same
 config, :func:`attack_in_chunks` attacks only the samples no chunk holds. The
@@ -33,14 +40,18 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from uae_tf._io import write_npz_atomic
+from uae_tf._io import read_npz, write_npz_atomic
 from uae_tf.attacks.base import AttackResult
-from uae_tf.runs.config import check_config
+from uae_tf.runs._barrier import wait_before_writing
+from uae_tf.runs.config import check_config, config_sha256, read_config
 
 CHUNKS_FORMAT = "uae-tf/generation/v1"
 CHUNKS_DIR = "chunks"
+# The key of a chunk file (and of ``uae.npz``) holding its run's config_sha256.
+IDENTITY_KEY = "config_sha256"
 _FIELDS = tuple(AttackResult.__dataclass_fields__)
 _CHUNK_KEYS = {"position", "index", "seconds", *_FIELDS}
+_REDO = "delete it and rerun to redo its samples"
 
 
 def attack_in_chunks(attack, x, out, config, chunk_size, indices=None, labels=None,
@@ -72,7 +83,8 @@ def attack_in_chunks(attack, x, out, config, chunk_size, indices=None, labels=No
         outside ``positions`` have no chunk yet (another shard's work).
 
     Raises:
-        uae_tf.runs.ConfigMismatchError: if ``out`` holds results of another config.
+        uae_tf.runs.ConfigMismatchError: if ``out`` holds results of another config,
+            or chunks without a ``config.json``.
         ValueError: if a chunk file is corrupt or not of this run, naming it.
     """
     n = len(x)
@@ -114,7 +126,8 @@ def pending_chunks(out, config, chunk_size, indices, positions=None):
         A list of int64 position arrays, one per chunk, in order.
 
     Raises:
-        uae_tf.runs.ConfigMismatchError: if ``out`` holds results of another config.
+        uae_tf.runs.ConfigMismatchError: if ``out`` holds results of another config,
+            or chunks without a ``config.json``.
         ValueError: if a chunk file is corrupt or not of this run, naming it.
     """
     indices = _check_indices(indices, None)
@@ -125,8 +138,9 @@ def pending_chunks(out, config, chunk_size, indices, positions=None):
 def attack_chunk(attack, x, positions, out, indices=None, labels=None):
     """Attacks the samples of ``x`` at ``positions`` and writes them as one chunk file.
 
-    The file is ``out/chunks/NNNNNNNN.npz``, named by the first position and written
-    atomically. Idempotent: if that file already holds these positions (a retried
+    The file is ``out/chunks/NNNNNNNN.npz``, named by the first position, written
+    atomically and stamped with the run's identity (from ``out/config.json``).
+    Idempotent: if that file already holds these positions of this run (a retried
     task, a rerun), it is returned without attacking again.
 
     Args:
@@ -142,12 +156,14 @@ def attack_chunk(attack, x, positions, out, indices=None, labels=None):
 
     Returns:
         The chunk: a dict of ``position``, ``index``, the :class:`AttackResult`
-        fields for these samples, and ``seconds`` (the attack's wall time).
+        fields for these samples, ``seconds`` (the attack's wall time) and the
+        run's ``config_sha256``.
     """
     indices = _check_indices(indices, len(x))
     positions = np.asarray(positions, np.int64).reshape(-1)
+    identity = _identity(out)
     path = Path(out) / CHUNKS_DIR / f"{positions[0]:08d}.npz"
-    existing = _existing_chunk(path, positions, indices)
+    existing = _existing_chunk(path, positions, indices, identity)
     if existing is not None:
         return existing
     began = time.perf_counter()
@@ -158,7 +174,9 @@ def attack_chunk(attack, x, positions, out, indices=None, labels=None):
         "index": indices[positions],
         **{k: getattr(result, k) for k in _FIELDS},
         "seconds": np.float64(time.perf_counter() - began),
+        IDENTITY_KEY: np.asarray(identity),
     }
+    wait_before_writing(path)  # A test's pause; nothing otherwise.
     write_npz_atomic(path, **chunk)
     return chunk
 
@@ -179,7 +197,7 @@ def merge_chunks(out, indices):
         ValueError: if a chunk file is corrupt or not of this run, naming it.
     """
     indices = _check_indices(indices, None)
-    return _merge(_load_chunks(Path(out) / CHUNKS_DIR, indices), len(indices))
+    return _merge(_load_chunks(Path(out) / CHUNKS_DIR, indices, _identity(out)), len(indices))
 
 
 def shard_positions(n, shard, num_shards):
@@ -222,7 +240,8 @@ def _open_run(out, config, indices, positions):
     n = len(indices)
     chunk_dir = Path(out) / CHUNKS_DIR
     chunk_dir.mkdir(parents=True, exist_ok=True)
-    check_config(out, config, format=CHUNKS_FORMAT)
+    identity = check_config(out, config, format=CHUNKS_FORMAT,
+                            results=sorted(chunk_dir.glob("*.npz")))
     mine = np.ones(n, bool)
     if positions is not None:
         positions = np.asarray(positions, np.int64).reshape(-1)
@@ -230,8 +249,13 @@ def _open_run(out, config, indices, positions):
             raise ValueError(f"positions must lie in [0, {n}). Received {positions}")
         mine = np.zeros(n, bool)
         mine[positions] = True
-    chunks = _load_chunks(chunk_dir, indices)
+    chunks = _load_chunks(chunk_dir, indices, identity)
     return chunks, _done(chunks, n), mine
+
+
+def _identity(out):
+    """The identity of the run in ``out``: config_sha256 of its ``config.json``'s config."""
+    return config_sha256(read_config(out, CHUNKS_FORMAT, what="an opened run directory"))
 
 
 def _split(todo, chunk_size):
@@ -260,43 +284,67 @@ def _done(chunks, n):
 
 def _read_chunk(path):
     """The arrays of the chunk file ``path``, or a ValueError naming it."""
-    try:
-        with np.load(path) as data:
-            return {k: data[k] for k in data.files}
-    except (OSError, ValueError, EOFError) as error:
-        raise ValueError(
-            f"{path} is corrupt ({error}); delete it and rerun to redo its samples."
-        ) from error
+    return read_npz(path, _REDO)
 
 
-def _is_chunk_of(chunk, indices):
-    """Whether ``chunk`` has every field and holds samples of the run of ``indices``."""
-    position = chunk.get("position", np.zeros(0, np.int64))
-    return (_CHUNK_KEYS <= set(chunk) and not np.any(position >= len(indices))
-            and np.array_equal(chunk["index"], indices[position]))
+def _chunk_problem(chunk, indices, identity):
+    """Why ``chunk`` is not a whole chunk of the run of ``indices`` and ``identity``,
+    or ``None`` if it is one."""
+    missing = _CHUNK_KEYS - set(chunk)
+    if missing:
+        return f"it lacks {sorted(missing)}"
+    made_by = chunk.get(IDENTITY_KEY)
+    # A chunk without an identity predates them; the run's config.json vouches for it.
+    if made_by is not None and str(made_by) != identity:
+        return (f"it was made by the run of config sha256 {str(made_by)[:12]}..., this "
+                f"directory's is {identity[:12]}... (copied from another run?)")
+    position = chunk["position"]
+    if (position.ndim != 1 or position.dtype.kind not in "iu"
+            or np.any((position < 0) | (position >= len(indices)))
+            or not np.array_equal(chunk["index"], indices[position])):
+        return "it holds other samples than this run's"
+    shapes = {k: chunk[k].shape for k in _FIELDS}
+    if chunk["seconds"].ndim or any(shape[:1] != position.shape for shape in shapes.values()):
+        return f"its arrays do not have one entry per sample ({shapes})"
+    return None
 
 
-def _existing_chunk(path, positions, indices):
-    """The chunk at ``path`` if it is complete and holds exactly ``positions``, else None."""
+def _existing_chunk(path, positions, indices, identity):
+    """The chunk at ``path`` if it is a whole chunk of this run holding exactly
+    ``positions``, else None (the caller attacks them again and replaces it)."""
     if not path.is_file():
         return None
     try:
         chunk = _read_chunk(path)
     except ValueError:
         return None  # Unreadable: attacked again and replaced.
-    if _is_chunk_of(chunk, indices) and np.array_equal(chunk["position"], positions):
+    if (_chunk_problem(chunk, indices, identity) is None
+            and np.array_equal(chunk["position"], positions)):
         return chunk
     return None
 
 
-def _load_chunks(chunk_dir, indices):
-    chunks = []
+def _load_chunks(chunk_dir, indices, identity):
+    """The chunks in ``chunk_dir``, each checked to be of this run and to fit the others."""
+    chunks, first_path = [], None
     for path in sorted(Path(chunk_dir).glob("*.npz")):
         chunk = _read_chunk(path)
-        if not _is_chunk_of(chunk, indices):
-            missing = _CHUNK_KEYS - set(chunk)
-            raise ValueError(
-                f"{path} is not a chunk of this run (missing {sorted(missing)}, or other samples)."
-            )
+        problem = _chunk_problem(chunk, indices, identity)
+        if problem is None and chunks:
+            problem = _misfit(chunk, chunks[0], first_path)
+        if problem is not None:
+            raise ValueError(f"{path} is not a chunk of this run: {problem}; {_REDO}.")
         chunks.append(chunk)
+        first_path = first_path or path
     return chunks
+
+
+def _misfit(chunk, reference, reference_path):
+    """How ``chunk``'s arrays differ in shape or kind from those of the run's first
+    chunk ``reference`` (a chunk of another method, say), or ``None``."""
+    for key in _FIELDS:
+        a, b = chunk[key], reference[key]
+        if a.shape[1:] != b.shape[1:] or a.dtype.kind != b.dtype.kind:
+            return (f"its {key} is {a.dtype} of shape {a.shape}, where {reference_path.name} "
+                    f"has {b.dtype} of shape {b.shape}")
+    return None

@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-from uae_tf.runs.config import CONFIG_FILE, ConfigMismatchError, check_config, read_json
+from uae_tf._io import make_writable_dir
+from uae_tf.runs.config import CONFIG_FILE, check_config, read_json
 
 MODEL_FILE = "model.keras"
 RECORD_FILE = "train.json"
@@ -18,7 +19,8 @@ def train_once(directory, config, train):
     do with ``out=directory``). Later calls with the same ``config`` reuse the
     model; a call with another ``config`` is refused, so a changed setting never
     silently reuses an old model. A run killed while training leaves no
-    ``model.keras`` and trains again.
+    ``model.keras`` and trains again; a training that fails with an error leaves
+    no ``config.json`` either, unless one was there before.
 
     Args:
         directory: The model directory (created if missing).
@@ -33,18 +35,22 @@ def train_once(directory, config, train):
     Raises:
         ConfigMismatchError: if ``directory`` holds a model of another config, or a
             model without a config (made before configs were recorded).
+        OSError: if ``directory`` cannot be written to, before anything is trained.
     """
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = make_writable_dir(directory)
     finished = (directory / MODEL_FILE).is_file() and (directory / RECORD_FILE).is_file()
-    if finished and not (directory / CONFIG_FILE).is_file():
-        raise ConfigMismatchError(
-            f"{directory} holds a model without a {CONFIG_FILE}, so its settings are "
-            "unknown. Use a new --out directory, or delete the model to retrain it."
-        )
-    check_config(directory, config, format=MODEL_FORMAT)
+    configured = (directory / CONFIG_FILE).is_file()
+    check_config(directory, config, format=MODEL_FORMAT,
+                 results=[directory / MODEL_FILE] if finished else ())
     if not finished:
-        train(directory)
+        try:
+            train(directory)
+        except Exception:
+            # A training that fails (bad data...) leaves no config to hold a next try
+            # to its settings; an interrupted one keeps it, to resume as it was.
+            if not configured:
+                (directory / CONFIG_FILE).unlink(missing_ok=True)
+            raise
     return read_json(directory / RECORD_FILE, "training record"), not finished
 
 

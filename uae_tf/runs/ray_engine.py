@@ -34,14 +34,16 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from uae_tf.runs._barrier import BARRIER_ENV
 from uae_tf.runs.chunks import attack_chunk, merge_chunks, pending_chunks
 from uae_tf.runs.config import attack_config
 
 INSTALL_HINT = "pip install -e '.[ray]'"
 # Environment switches the actors must share with the driver: TensorFlow's logging,
 # oneDNN (it changes float rounding, so results equal the local engine's only with
-# the same setting) and the GPU memory budget of the default batch.
-FORWARDED_ENV = ("TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS", "UAE_GPU_MEMORY")
+# the same setting), the GPU memory budget of the default batch and the tests' pause
+# of the chunk engines (uae_tf/runs/_barrier.py).
+FORWARDED_ENV = ("TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS", "UAE_GPU_MEMORY", BARRIER_ENV)
 
 
 class RayUnavailableError(ImportError):
