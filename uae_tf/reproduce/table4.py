@@ -164,7 +164,7 @@ def run_table4(
         records["original"].append(train_row(log, run_dir / "original", epochs, train))
         if run_seed == first:
             shown["phi"], _ = training.load_model_dir(run_dir / "original")
-        steps = None
+        trained_steps = None  # Gradient steps of an augmented row (not the attack's T).
         for row, (method, extra) in AUGMENTATIONS.items():
             kwargs = dict(extra)
             if method in ("mine", "l2"):
@@ -177,12 +177,12 @@ def run_table4(
             )
             record = train_row(log, run_dir / row, augmented_epochs, train, augmentation=results)
             records[row].append({**record, "asr": results.attack_success_rate})
-            steps = record["steps"]
+            trained_steps = record["steps"]
             if run_seed == first:
                 shown[row] = results
         records["original-same-steps"].append(train_row(
             log, run_dir / "original-same-steps",
-            same_steps_epochs(steps, len(x_train), config["batch_size"]), train,
+            same_steps_epochs(trained_steps, len(x_train), config["batch_size"]), train,
         ))
 
     report = _report(records, config, time.perf_counter() - started)
