@@ -8,10 +8,13 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from uae_tf import datasets, evaluation, training
 from uae_tf.cli import main
+from uae_tf.generation import load_results
+from uae_tf.reproduce.table4 import AUGMENTATIONS, DEMO, FIGURES
 from uae_tf.runs import file_sha256
 
 
@@ -139,8 +142,9 @@ def test_dataset_unavailable_is_one_line_with_exit_code_1(trained, capsys, monke
         (["attack"], "'attack'"),
         (["generate", "--model", "x", "--dataset", "mnist5k", "--shard", "2/2", "--out", "x"],
          "'2/2'"),
+        (["demo", "--limit", "0"], "--limit"),
     ],
-    ids=["arch", "dataset", "epochs", "no-out", "split", "command", "shard"],
+    ids=["arch", "dataset", "epochs", "no-out", "split", "command", "shard", "demo-limit"],
 )
 def test_bad_arguments_exit_2_with_one_line(argv, named, capsys):
     assert main(argv) == 2
@@ -173,6 +177,62 @@ def test_reproduce_help_lists_the_experiments(capsys):
         assert name in text
     assert main(["reproduce", "robustness", "--help"]) == 0
     assert "--autoencoder-epochs" in capsys.readouterr().out
+
+
+def test_demo_help_lists_its_settings(capsys):
+    assert main(["demo", "--help"]) == 0
+    text = capsys.readouterr().out
+    assert "--limit N" in text and f"(default: {DEMO['limit']})" in text
+    assert "--epochs N" in text and f"(default: {DEMO['epochs']})" in text
+    assert f"view={DEMO['view']}" in text and f"preset={DEMO['preset']}" in text
+
+
+def _printed_table(text):
+    """``{method: (test error, ASR)}`` as the table of ``print_table`` in ``text`` shows them."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split()[:2] == ["method", "test"])
+    rows = {}
+    for line in lines[start + 1:]:
+        if not line.strip():
+            break
+        method, error, _, asr = line.split()
+        rows[method] = (error, asr)
+    return rows
+
+
+@pytest.mark.slow
+def test_demo_at_8_digits_prints_the_results_it_wrote(tmp_path, capsys):
+    """``uae demo`` with its settings but 8 digits and 2 epochs: the table it prints is
+    its report, and the ASRs are the success rates of the augmentations it wrote."""
+    out = tmp_path / "demo"
+    assert main(["demo", "--limit", "8", "--epochs", "2", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    assert _last_json_line(printed)["rows"] == report["rows"]
+    config = report["config"]
+    assert (report["n_train"], config["epochs"], config["augmented_epochs"]) == (8, 2, 2)
+    assert {key: config[key] for key in ("dataset", "arch", "preset", "steps", "view",
+                                         "seeds")} == {
+        "dataset": DEMO["dataset"], "arch": DEMO["arch"], "preset": DEMO["preset"],
+        "steps": DEMO["steps"], "view": DEMO["view"], "seeds": [DEMO["seed"]]}
+
+    table = _printed_table(printed)
+    assert list(table) == [row["method"] for row in report["rows"]]
+    for row in report["rows"]:
+        assert table[row["method"]][0] == f"{row['test_error']:.6f}"
+    for method in AUGMENTATIONS:
+        results = load_results(out / "seed-0" / "augment" / method)
+        assert len(results) == 8
+        assert table[method][1] == f"{results.success.mean():.1%}", method
+    mine = load_results(out / "seed-0" / "augment" / "mine-uae")
+    assert mine.config["attack"]["similarity"]["view"] == DEMO["view"]
+    assert mine.mi_history.shape == (8, DEMO["steps"])  # the paper's T, not the preset's
+    # The published rule: a success met the criterion with a positive MI estimate.
+    assert np.all(mine.f[mine.success] <= 0) and np.all(mine.mi[mine.success] > 0)
+    rows = {row["method"]: row for row in report["rows"]}
+    assert rows["original-same-steps"]["steps"] == rows["mine-uae"]["steps"]
+    for name in FIGURES:
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_python_dash_m_runs_the_cli(monkeypatch, capsys):

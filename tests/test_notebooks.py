@@ -1,5 +1,6 @@
 """The notebooks run top to bottom (on small settings)."""
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -44,6 +45,12 @@ def test_quickstart_runs(tmp_path):
     notebook = _run("01_quickstart.ipynb", SMALL, tmp_path)
     text = _output_text(notebook)
     assert "attack success rate" in text
+    # The figure's outcome counts add up to the digits attacked and agree with the ASR.
+    outcomes = re.search(r"(\d+) success, (\d+) failed: MI ≤ 0, (\d+) failed: f > 0", text)
+    assert outcomes, text
+    counts = [int(count) for count in outcomes.groups()]
+    assert sum(counts) == 40
+    assert f"attack success rate: {counts[0] / 40:.1%}" in text
     assert "original + MINE-UAE" in text
     assert "reloaded SavedModel matches" in text
     assert (tmp_path / "quickstart_export" / "saved_model.pb").is_file()

@@ -14,7 +14,8 @@ from uae_tf.reproduce.table4 import AUGMENTATIONS, ROWS
 
 ARGS = [
     "reproduce", "table4", "--dataset", "digits", "--arch", "dense", "--limit", "24",
-    "--epochs", "2", "--augmented-epochs", "1", "--attack-batch-size", "24", "--quiet",
+    "--epochs", "2", "--augmented-epochs", "1", "--steps", "3", "--attack-batch-size", "24",
+    "--quiet",
 ]
 
 
@@ -52,6 +53,12 @@ def test_report_schema(table4, assert_row_is_its_files):
     assert rows["mine-uae"]["steps"] == rows["original-same-steps"]["steps"]
     config = report["config"]
     assert config["seeds"] == [0] and config["limit"] == 24
+    # --steps is the T the MINE-UAE and L2-UAE attacks ran, as the config says.
+    assert config["steps"] == 3
+    for method in ("mine-uae", "l2-uae"):
+        results = load_results(seed / "augment" / method)
+        assert results.config["attack"]["steps"] == 3, method
+    assert load_results(seed / "augment" / "mine-uae").mi_history.shape == (24, 3)
     assert config["initial_perturbation"] == "glorot" and config["selection"] == "published"
     assert "tensorflow" in report["versions"]
     assert report["n_train"] == 24

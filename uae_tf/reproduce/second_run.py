@@ -120,13 +120,13 @@ def run_second_run(
         record = _retraining.train_row(log, run_dir / "second-run", config["augmented_epochs"],
                                        train, augmentation=[first, second])
         records["second-run"].append({**record, "asr": second.attack_success_rate})
-        steps = record["steps"]
+        trained_steps = record["steps"]  # Gradient steps of an augmented row.
         records["first-run-same-steps"].append(_retraining.train_row(
             log, run_dir / "first-run-same-steps",
-            _retraining.same_steps_epochs(steps, 2 * n, batch_size), train, augmentation=first))
+            _retraining.same_steps_epochs(trained_steps, 2 * n, batch_size), train, augmentation=first))
         records["original-same-steps"].append(_retraining.train_row(
             log, run_dir / "original-same-steps",
-            _retraining.same_steps_epochs(steps, n, batch_size), train))
+            _retraining.same_steps_epochs(trained_steps, n, batch_size), train))
 
     rows = _retraining.summarize(records, ROWS, "original")
     report = {
