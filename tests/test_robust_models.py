@@ -1,7 +1,6 @@
 """Robust MNIST models (Figs. 6-8): PGD on TRADES's KL, TRADES training, the loaders of the
 released Madry and TRADES checkpoints, and ``uae reproduce robust-models`` on tiny settings."""
 
-import functools
 import json
 import sys
 
@@ -14,7 +13,7 @@ from uae_tf import cli
 from uae_tf.attacks import PGDAttack
 from uae_tf.models import TRADESTraining, load_released_classifier, train_classifier
 from uae_tf.models.classifiers import _compile_arguments
-from uae_tf.reproduce import figure3, run_robust_models
+from uae_tf.reproduce import run_robust_models
 
 
 def _kl(model, x, x_adv):
@@ -161,10 +160,7 @@ def test_load_the_released_trades_model_from_its_state_dict(tmp_path, mnist5k, m
         load_released_classifier("trades", tmp_path / "absent.pt")
 
 
-def test_robust_models_report_figures_resume_and_refusal(tmp_path, capsys, monkeypatch):
-    # The MinMax attacks without XLA: the same results, without a compilation per attack.
-    monkeypatch.setattr(figure3, "MinMaxAttack",
-                        functools.partial(figure3.MinMaxAttack, jit_compile=False))
+def test_robust_models_report_figures_resume_and_refusal(tmp_path, capsys):
     # The released Madry model (a stand-in checkpoint) and a TRADES model trained here.
     (tmp_path / "madry-ckpt").mkdir()
     _madry_checkpoint(tmp_path / "madry-ckpt", np.random.default_rng(2))
