@@ -7,7 +7,9 @@ code's architectures, optimizers and losses, and Table 8's training epochs
 (:data:`ARCHITECTURES`, :func:`build`). And the concrete autoencoder of Section 5.5
 (Balın, Abid and Zou, ICML 2019), an unsupervised feature selector:
 :func:`build_concrete`, its :class:`ConcreteSelect` layer, :func:`selected_features`,
-and the published convergence rule, in :mod:`autoencoders.concrete`.
+and the convergence rule of Balın et al.'s ``concrete-autoencoder`` package (which
+Hsu et al.'s published script calls; neither paper states it), in
+:mod:`autoencoders.concrete`.
 
 Example:
 

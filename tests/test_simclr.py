@@ -8,7 +8,14 @@ import pytest
 import tensorflow as tf
 
 from uae_tf import MinMaxAttack, PGDAttack, UAESequence, _seeds, cli, models
-from uae_tf.contrastive import SimCLRAugmentation, apply_parameters, draw_parameters, nt_xent
+from uae_tf.contrastive import (
+    JITTER_STEPS,
+    SimCLRAugmentation,
+    apply_parameters,
+    draw_crop_and_flip,
+    draw_parameters,
+    nt_xent,
+)
 from uae_tf.criteria import ContrastiveCriterion
 from uae_tf.generation import load_results
 from uae_tf.models import LARS, SimCLR, build_simclr, linear_probe
@@ -61,6 +68,66 @@ def test_identity_augmentation_and_colour_draws():
         SimCLRAugmentation(color_jitter_strength=2)
 
 
+_RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+
+
+def _numpy_jitter(image, brightness, contrast, saturation, hue, order):
+    """SimCLR's colour jitter of one [H, W, 3] image: the steps in ``order``, clipped after each."""
+    def hue_step(v):
+        angle = 2 * np.pi * hue
+        rotation = np.array([[1, 0, 0], [0, np.cos(angle), -np.sin(angle)],
+                             [0, np.sin(angle), np.cos(angle)]])
+        yiq = v @ _RGB_TO_YIQ.T @ rotation.T
+        return yiq @ np.linalg.inv(_RGB_TO_YIQ).T
+
+    def luma(v):
+        return (v @ _RGB_TO_YIQ[0])[..., None]
+
+    steps = {"brightness": lambda v: v * brightness,
+             "contrast": lambda v: (v - v.mean((0, 1))) * contrast + v.mean((0, 1)),
+             "saturation": lambda v: luma(v) + (v - luma(v)) * saturation,
+             "hue": hue_step}
+    for k in order:
+        image = np.clip(steps[JITTER_STEPS[k]](image), 0, 1)
+    return image
+
+
+def test_colour_jitter_runs_its_steps_in_each_views_drawn_order():
+    images = tf.random.stateless_uniform([4, 6, 6, 3], [0, 1])
+    params = draw_parameters(tf.constant([3, 4]), 4, (6, 6, 3))
+    orders = params["order"].numpy().astype(int)
+    assert all(sorted(order) == [0, 1, 2, 3] for order in orders)
+    # Strong factors, so that clipping between the steps and their order both matter.
+    params = {**params, "box": tf.tile(tf.constant([[0.0, 0.0, 1.0, 1.0]]), [4, 1]),
+              "flip": tf.zeros([4]), "jitter": tf.ones([4]), "gray": tf.zeros([4]),
+              "brightness": tf.constant([1.6, 0.5, 1.4, 0.7]),
+              "contrast": tf.constant([1.5, 0.6, 1.3, 1.6]),
+              "saturation": tf.constant([0.4, 1.6, 1.5, 0.3]),
+              "hue": tf.constant([0.1, -0.08, 0.05, -0.1]),
+              "order": tf.constant([[0, 1, 2, 3], [3, 2, 1, 0], [1, 3, 0, 2], [2, 0, 3, 1]],
+                                   tf.float32)}
+    views = apply_parameters(images, params).numpy()
+    for v in range(4):
+        expected = _numpy_jitter(images[v].numpy(), *(float(params[k][v]) for k in JITTER_STEPS),
+                                 params["order"][v].numpy().astype(int))
+        np.testing.assert_allclose(views[v], expected, atol=1e-5)
+    reordered = apply_parameters(images, {**params, "order": params["order"][::-1]}).numpy()
+    assert np.abs(reordered - views).max() > 0.05
+
+
+def test_crop_and_flip_is_the_augmentations_crop_and_flip_without_colour():
+    seed = tf.constant([5, 6])
+    full = draw_parameters(seed, 8, (8, 8, 3))
+    crops = draw_crop_and_flip(seed, 8, (8, 8, 3))
+    np.testing.assert_array_equal(crops["box"], full["box"])
+    np.testing.assert_array_equal(crops["flip"], full["flip"])
+    assert 0 < float(tf.reduce_sum(crops["flip"])) < 8
+    for key in ("jitter", "gray", "noise"):
+        assert float(tf.reduce_max(tf.abs(crops[key]))) == 0
+    digits = draw_crop_and_flip(seed, 8, (28, 28, 1))
+    assert float(tf.reduce_sum(digits["flip"])) == 0  # a flipped digit is another symbol
+
+
 @pytest.fixture(scope="module")
 def simclr(mnist5k):
     """A small SimCLR trained 2 epochs on 512 digits."""
@@ -95,12 +162,41 @@ def test_lars_steps_and_round_trips():
     assert LARS.from_config(optimizer.get_config()).get_config()["eeta"] == 1e-3
 
 
-def test_linear_probe_above_chance(simclr, mnist5k):
+def test_frozen_linear_probe_above_chance(simclr, mnist5k):
     x_train, y_train, x_test, y_test = mnist5k
     result, head = linear_probe(simclr.encoder, x_train[:1000], y_train[:1000], x_test[:500],
-                                y_test[:500], epochs=30)
+                                y_test[:500], protocol="frozen", epochs=30)
     assert result["test_accuracy"] > 0.3, result
+    assert result["protocol"] == "frozen" and result["steps"] == 30 * 4
     assert head.output_shape == (None, 10)
+
+
+def test_published_linear_probe_fine_tunes_a_head_on_crops(mnist5k):
+    # An encoder whose features are the pixels (pooled 2x2): a linear classifier on
+    # them is a real classifier of digits, so the probe must learn one.
+    x_train, y_train, x_test, y_test = mnist5k
+    encoder = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.AveragePooling2D(2),
+                                keras.layers.Flatten()])
+    data = (encoder, x_train[:512], y_train[:512], x_test[:500], y_test[:500])
+    settings = dict(epochs=25, batch_size=128)
+    result, head = linear_probe(*data, **settings, seed=0)
+    assert result["protocol"] == "published" and result["steps"] == 100
+    assert result["n_train"] == 512 and result["batch_size"] == 128
+    # Measured 0.78 (chance 0.1): it learns from a zero head on crops of the digits.
+    assert result["test_accuracy"] > 0.6, result
+    # The classifier the probe stands for: encoder then head, on whole test images.
+    classifier = keras.Sequential([encoder, head])
+    predicted = classifier.predict(x_test[:500], verbose=0).argmax(-1)
+    # Features computed apart or inside the classifier round alike: 1 flip in 500 at most.
+    assert np.mean(predicted == y_test[:500]) == pytest.approx(result["test_accuracy"], abs=0.002)
+    _, same = linear_probe(*data, **settings, seed=0)
+    _, other = linear_probe(*data, **settings, seed=1)
+    kernel = head.get_weights()[0]
+    np.testing.assert_allclose(same.get_weights()[0], kernel, atol=1e-6 * np.abs(kernel).max())
+    # Another seed draws other crops and batches.
+    assert np.abs(other.get_weights()[0] - kernel).max() > 1e-3 * np.abs(kernel).max()
+    with pytest.raises(ValueError, match="protocol"):
+        linear_probe(*data, protocol="finetune")
 
 
 def _reference(criterion, x, seed, indices):
@@ -146,10 +242,11 @@ def test_registry_knows_simclr():
 def test_reproduce_table7_and_figure10b(tmp_path, mnist5k, assert_asr_grows_with_epsilon):
     """``uae reproduce table7`` then ``figure10b`` on its models, as they ship, tiny."""
     table7 = tmp_path / "table7"
-    settings = dict(limit=8, epochs=1, augmented_epochs=1, pairs=2, steps=2,
+    settings = dict(limit=8, epochs=1, augmented_epochs=1, pairs=2, steps=2, probe_epochs=20,
                     attack_batch_size=8)
     argv = ["reproduce", "table7", "--limit", "8", "--epochs", "1", "--augmented-epochs", "1",
-            "--pairs", "2", "--steps", "2", "--attack-batch-size", "8", "--quiet"]
+            "--pairs", "2", "--steps", "2", "--probe-epochs", "20", "--attack-batch-size", "8",
+            "--quiet"]
     assert cli.main([*argv, "--out", str(table7)]) == 0
     report = json.loads((table7 / "report.json").read_text())
     assert [row["method"] for row in report["rows"]] == ["original", "mine-uae",
@@ -162,10 +259,17 @@ def test_reproduce_table7_and_figure10b(tmp_path, mnist5k, assert_asr_grows_with
         loss = contrastive_loss(model, mnist5k[2], report["config"]["batch_size"], seed=0)
         assert row["test_loss"] == pytest.approx(loss, rel=1e-6), row["method"]
     uae = report["rows"][1]
+    assert {"test_loss", "accuracy", "frozen_accuracy", "asr", "epochs", "steps"} <= set(uae)
     success = load_results(table7 / "seed-0" / "augment" / "mine-uae").success
     assert uae["asr"] == pytest.approx(success.mean(), rel=1e-12)
     assert report["rows"][0]["asr"] is None and report["rows"][2]["steps"] >= uae["steps"]
-    assert (table7 / "report.md").read_text().count("0.29010") == 1
+    # The published probe of mine-uae trains on the originals plus their UAEs, the
+    # others' on the originals; the frozen probe on the originals for every row.
+    assert [r["probe_train_samples"] for r in report["rows"]] == [8, 16, 8]
+    record = json.loads((table7 / "seed-0" / "mine-uae" / "train.json").read_text())
+    assert record["linear_probe"]["frozen"]["n_train"] == 8
+    markdown = (table7 / "report.md").read_text()
+    assert markdown.count("0.29010") == 1 and "accuracy (published probe)" in markdown
     again = run_table7("mnist5k", table7, verbose=False, **settings)  # resumed from Python
     assert again["rows"] == report["rows"]
     with pytest.raises(ConfigMismatchError, match="pairs"):
@@ -180,17 +284,23 @@ def test_reproduce_table7_and_figure10b(tmp_path, mnist5k, assert_asr_grows_with
         ("mine-uae", 8 / 255)]
     assert (out / "figure10b.png").is_file()
     assert_asr_grows_with_epsilon(robustness["rows"])
+    assert robustness["config"]["probe"] == "published"
+    assert robustness["config"]["models"]["mine-uae"]["n_train"] == 16
+    assert "protocol `published`" in (out / "report.md").read_text()
     # A row is what PGD as published (cross-entropy, random start, 100 steps of 0.01)
-    # gives the encoder with its seeded linear probe, run here.
-    encoder = keras.saving.load_model(table7 / "seed-0" / "mine-uae" / "model.keras",
+    # gives the encoder with its seeded published linear probe (on the 8 originals for
+    # the original model), run here.
+    encoder = keras.saving.load_model(table7 / "seed-0" / "original" / "model.keras",
                                       compile=False).encoder
     x_train, y_train, x_test, y_test = mnist5k
-    _, head = linear_probe(encoder, x_train[:8], y_train[:8], x_test, y_test, seed=0)
+    _, head = linear_probe(encoder, x_train[:8], y_train[:8], x_test, y_test,
+                           protocol="published", epochs=20,
+                           batch_size=report["config"]["batch_size"], seed=0)
     indices = np.asarray(robustness["config"]["indices"])
     direct = PGDAttack(keras.Sequential([encoder, head]), epsilon=8 / 255, steps=100,
                        step_size=0.01, loss="crossentropy", random_start=True, seed=0)(
         x_test[indices], labels=y_test[indices], indices=indices)
-    row = robustness["rows"][3]
+    row = robustness["rows"][1]
     assert row["asr"] == direct.attack_success_rate
-    on_disk, _ = merge_chunks(out / "pgd" / "mine-uae" / f"eps_{8 / 255:.5f}", indices)
+    on_disk, _ = merge_chunks(out / "pgd" / "original" / f"eps_{8 / 255:.5f}", indices)
     np.testing.assert_allclose(on_disk.x_adv, direct.x_adv, atol=1e-6)

@@ -82,3 +82,21 @@ def test_table2_inception_offline_fails_before_attacking(tmp_path, model_file, m
     assert not (out / "conv").exists()
     assert main([*argv[:-2], "--extractor", "inceptoin", "--out", str(tmp_path / "x")]) == 1
     assert "extractor must be one of" in capsys.readouterr().err
+
+
+def test_table2_at_the_papers_figure4_epsilon_draws_figure4(tmp_path, model_file):
+    out = tmp_path / "fig4"
+    report = run_table2(out, model=str(model_file), verbose=False, epsilon=0.03,
+                        **{**TINY, "runs": 1})
+    assert report["config"]["epsilon"] == 0.03
+    assert report["figure"] == str(out / "fig4_examples.png")
+    assert (out / "fig4_examples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (out / "fig1_examples.png").exists()
+    for row in report["rows"][1:]:
+        assert row["linf"] <= 0.03 + 1e-6
+    markdown = (out / "report.md").read_text()
+    # The paper's Table 2 is at epsilon = 1: no paper numbers beside these rows.
+    assert "339.47" not in markdown and "epsilon = 1 only" in markdown
+    assert "![Figure 4](fig4_examples.png)" in markdown
+    with pytest.raises(ValueError, match="epsilon"):
+        run_table2(tmp_path / "bad", model=str(model_file), verbose=False, epsilon=1.5, **TINY)

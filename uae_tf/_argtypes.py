@@ -23,6 +23,19 @@ def int_at_least(minimum):
     return parse
 
 
+def names_among(choices):
+    """Returns an argparse ``type`` that parses comma-separated names, each one of ``choices``."""
+
+    def parse(text):
+        names = tuple(name.strip() for name in text.split(","))
+        if any(name not in choices for name in names):
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated names among {','.join(choices)}, got {text!r}")
+        return names
+
+    return parse
+
+
 def float_at_least(minimum):
     """Returns an argparse ``type`` that parses a finite number >= ``minimum``."""
 

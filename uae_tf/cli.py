@@ -125,7 +125,9 @@ def _add_train_parser(subparsers):
         "Epochs default to the paper's Table 8. With --arch classifier: the Carlini-Wagner\n"
         "classifier (logits), 50 epochs, test accuracy in train.json. With --arch simclr:\n"
         "SimCLR (small encoder and Adam; ResNet-18 and LARS on cifar10), test contrastive\n"
-        "loss and linear-probe accuracy in train.json. The last line printed is a JSON summary.",
+        "loss and the accuracy of both linear probes (published: the head fine-tuned on\n"
+        "crops and flips; frozen: Adam on fixed features) in train.json. The last line\n"
+        "printed is a JSON summary.",
         "  uae train --arch conv --dataset mnist5k --out runs/conv-mnist5k\n"
         "  uae train --arch dense --dataset digits --epochs 5 --seed 1 --out runs/dense\n"
         "  uae train --arch classifier --dataset mnist5k --epochs 15 --out runs/cw\n"
@@ -341,12 +343,15 @@ def _report_classifier(args, record):
 def _report_contrastive(args, record):
     """Prints the summary of a SimCLR pre-training run; returns its JSON dict."""
     config = record["config"]
-    probe = record["linear_probe"]["test_accuracy"]
+    probes = {protocol: result["test_accuracy"]
+              for protocol, result in record["linear_probe"].items()}
     if not args.quiet:
         print(
             f"Trained SimCLR ({config['encoder']} encoder) on {args.dataset} (train split), "
             f"{config['epochs']} epochs in {record['seconds']:.1f} s: test contrastive loss "
-            f"{record['test_contrastive_loss']:.4f}, linear-probe test accuracy {probe:.2%}."
+            f"{record['test_contrastive_loss']:.4f}, linear-probe test accuracy "
+            + ", ".join(f"{accuracy:.2%} ({protocol})" for protocol, accuracy in probes.items())
+            + "."
         )
     return {
         "out": args.out,
@@ -355,7 +360,7 @@ def _report_contrastive(args, record):
         "epochs": config["epochs"],
         "final_loss": record["history"]["loss"][-1],
         "test_contrastive_loss": record["test_contrastive_loss"],
-        "linear_probe_accuracy": probe,
+        "linear_probe_accuracy": probes,
         "seconds": record["seconds"],
     }
 

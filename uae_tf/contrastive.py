@@ -17,10 +17,30 @@ is a deterministic, differentiable function of the perturbed image.
 Colour images (SimCLR's CIFAR-10 recipe): random resized crop (area 8-100%,
 aspect ratio 3/4-4/3), horizontal flip (p = 0.5), colour jitter of strength s
 (p = 0.8: brightness and contrast and saturation factors in [1 - 0.8s, 1 + 0.8s],
-hue rotation by up to 0.2s of a turn), random grayscale (p = 0.2). The jitter's
-four steps run in a fixed order (SimCLR shuffles it). Grayscale digits: random
-resized crop (area 25-100%; no flip, a flipped digit is another symbol) and
-Gaussian noise (sigma 0.1). Results are clipped to [0, 1].
+hue rotation by up to 0.2s of a turn, the four steps in a random order per view,
+clipped to [0, 1] after each, as SimCLR's ``color_jitter_rand``), random grayscale
+(p = 0.2). Grayscale digits: random resized crop (area 25-100%; no flip, a
+flipped digit is another symbol) and Gaussian noise (sigma 0.1). Results are
+clipped to [0, 1]. :func:`draw_crop_and_flip` draws SimCLR's fine-tuning
+augmentation (crop and flip, no colour), which the published linear probe trains
+with (:func:`uae_tf.models.linear_probe`).
+
+Where these differ from SimCLR's ``data_util.py`` (the copy in IBM/UAE
+``Unsupversied/simCLR/``, lines 61-181 and 304-325):
+
+* hue: a rotation of the (I, Q) chroma plane of YIQ, where SimCLR shifts H in HSV
+  (``tf.image.random_hue``). HSV's hue is undefined on gray pixels and its
+  derivative jumps wherever the largest channel changes (TensorFlow registers no
+  gradient for ``AdjustHue``), while the rotation is smooth: the contrastive
+  criterion stays differentiable in the image;
+* saturation: a blend with the luma (Y) image, where SimCLR scales S in HSV
+  (``tf.image.random_saturation``), for the same reason;
+* crop: a continuous box resampled bilinearly (two matrix products,
+  differentiable and XLA-compiled), where SimCLR cuts an integer-pixel box
+  (``sample_distorted_bounding_box``, at least 10% of the image covered, the whole
+  image after 100 failed draws) and resizes it bicubically. Kept bilinear because
+  every measured SimCLR result here (mnist5k digits) was made with it; the
+  difference is in how the crop is resampled, not which part is cut.
 
 Example:
 
@@ -40,8 +60,10 @@ ASPECT_RATIO = (3 / 4, 4 / 3)
 NOISE_STDDEV = 0.1
 TEMPERATURE = 0.5
 # The augmentation parameters of one view, as :func:`draw_parameters` returns them.
-PARAMETERS = ("box", "flip", "jitter", "brightness", "contrast", "saturation", "hue", "gray",
-              "noise")
+PARAMETERS = ("box", "flip", "jitter", "brightness", "contrast", "saturation", "hue", "order",
+              "gray", "noise")
+# The colour-jitter steps, in the order ``order`` indexes them (SimCLR's ``apply_transform``).
+JITTER_STEPS = ("brightness", "contrast", "saturation", "hue")
 _LARGE = 1e9
 # RGB <-> YIQ: a hue shift is a rotation of the (I, Q) plane.
 _RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322],
@@ -102,7 +124,9 @@ def draw_parameters(seed, num_views, image_shape, color_jitter_strength=0.5):
     Returns:
         A dict of ``[V, ...]`` float32 tensors: ``box`` ``[V, 4]`` (y1, x1, y2, x2 as
         fractions of the image), ``flip``, ``jitter``, ``brightness``, ``contrast``,
-        ``saturation``, ``hue``, ``gray`` ``[V]``, and ``noise`` ``[V, H, W, C]``.
+        ``saturation``, ``hue``, ``gray`` ``[V]``, ``order`` ``[V, 4]`` (a permutation
+        of the indices of :data:`JITTER_STEPS`: the order the jitter applies them
+        in) and ``noise`` ``[V, H, W, C]``.
     """
     height, width, channels = (int(d) for d in image_shape)
     color = channels == 3
@@ -129,11 +153,35 @@ def draw_parameters(seed, num_views, image_shape, color_jitter_strength=0.5):
         "saturation": _uniform(seed, 9, [num_views], max(0.0, 1 - strength), 1 + strength),
         "hue": _uniform(seed, 10, [num_views], -0.2 * color_jitter_strength,
                         0.2 * color_jitter_strength) if color else zeros,
+        "order": tf.cast(tf.argsort(_uniform(seed, 13, [num_views, len(JITTER_STEPS)]), axis=-1),
+                         tf.float32),
         "gray": coin(11, 0.2),
         "noise": tf.zeros([num_views, height, width, channels]) if color else NOISE_STDDEV
         * tf.random.stateless_normal([num_views, height, width, channels],
                                      tf.random.experimental.stateless_fold_in(seed, 12)),
     }
+
+
+def draw_crop_and_flip(seed, num_views, image_shape):
+    """Draws SimCLR's fine-tuning augmentation: a random resized crop and flip, no colour.
+
+    SimCLR fine-tunes and trains its linear evaluation on ``preprocess_for_train``
+    with ``color_distort=False`` (IBM/UAE ``Unsupversied/simCLR/data.py``, lines
+    125-139, and ``data_util.py``, lines 447-477): the crop and flip of
+    :func:`draw_parameters` (for grayscale digits its digit recipe: area 25-100%,
+    no flip), with the colour jitter, grayscale and noise off.
+
+    Args:
+        seed: ``[2]`` int32 stateless seed.
+        num_views: V, the number of views.
+        image_shape: ``(H, W, C)``.
+
+    Returns:
+        The dict of :func:`draw_parameters`, for :func:`apply_parameters`.
+    """
+    params = draw_parameters(seed, num_views, image_shape)
+    return {**params, "jitter": tf.zeros_like(params["jitter"]),
+            "gray": tf.zeros_like(params["gray"]), "noise": tf.zeros_like(params["noise"])}
 
 
 def _interpolation(low, high, size):
@@ -179,19 +227,40 @@ def _grayscale(x):
 
 
 def _color_jitter(x, params):
-    jittered = x * _per_view(params["brightness"])
-    mean = tf.reduce_mean(jittered, axis=[1, 2], keepdims=True)
-    jittered = (jittered - mean) * _per_view(params["contrast"]) + mean
-    gray = _grayscale(jittered)
-    jittered = gray + (jittered - gray) * _per_view(params["saturation"])
+    """SimCLR's colour jitter in each view's own order of the four steps, clipped after each.
+
+    Every position of the order applies all four steps and keeps, per view, the
+    one its ``order`` names (a one-hot mix), so the result stays differentiable and
+    the batch one tensor program.
+    """
     angle = 2.0 * math.pi * params["hue"]
     cos, sin = tf.cos(angle), tf.sin(angle)
     one, zero = tf.ones_like(cos), tf.zeros_like(cos)
     rotation = tf.stack([tf.stack([one, zero, zero], -1), tf.stack([zero, cos, -sin], -1),
                          tf.stack([zero, sin, cos], -1)], axis=1)  # [V, 3, 3] on (Y, I, Q)
-    yiq = tf.einsum("vhwc,dc->vhwd", jittered, _RGB_TO_YIQ)
-    yiq = tf.einsum("vhwc,vdc->vhwd", yiq, rotation)
-    jittered = tf.einsum("vhwc,dc->vhwd", yiq, _YIQ_TO_RGB)
+
+    def brightness(v):
+        return v * _per_view(params["brightness"])
+
+    def contrast(v):
+        mean = tf.reduce_mean(v, axis=[1, 2], keepdims=True)
+        return (v - mean) * _per_view(params["contrast"]) + mean
+
+    def saturation(v):
+        gray = _grayscale(v)
+        return gray + (v - gray) * _per_view(params["saturation"])
+
+    def hue(v):
+        yiq = tf.einsum("vhwc,vdc->vhwd", tf.einsum("vhwc,dc->vhwd", v, _RGB_TO_YIQ), rotation)
+        return tf.einsum("vhwc,dc->vhwd", yiq, _YIQ_TO_RGB)
+
+    steps = (brightness, contrast, saturation, hue)  # JITTER_STEPS
+    order = tf.cast(params["order"], tf.int32)
+    jittered = x
+    for position in range(len(steps)):
+        pick = tf.one_hot(order[:, position], len(steps), dtype=x.dtype)  # [V, 4]
+        candidates = tf.stack([step(jittered) for step in steps], axis=1)  # [V, 4, H, W, C]
+        jittered = tf.clip_by_value(tf.einsum("vk,vkhwc->vhwc", pick, candidates), 0.0, 1.0)
     apply = _per_view(params["jitter"])
     return apply * jittered + (1 - apply) * x
 

@@ -7,7 +7,7 @@ from uae_tf import _seeds, _validation
 from uae_tf.attacks.base import Attack, AttackResult
 from uae_tf.criteria import MarginCriterion
 
-LOSSES = ("margin", "crossentropy")
+LOSSES = ("margin", "crossentropy", "kl")
 
 # Stream of the random start, apart from any other draw of the sample's seed.
 _START_STREAM = 0x70676473
@@ -21,8 +21,13 @@ class PGDAttack(Attack):
     ``step_size`` in the direction of the sign of the loss gradient and projects
     back onto the epsilon ball around x and onto [0, 1]; the last iterate is
     returned. The loss is the Carlini-Wagner margin of
-    :class:`~uae_tf.criteria.MarginCriterion` (minimized) or the cross-entropy
-    (maximized for the true class, minimized for a target class).
+    :class:`~uae_tf.criteria.MarginCriterion` (minimized), the cross-entropy
+    (maximized for the true class, minimized for a target class), or ``"kl"``:
+    the Kullback-Leibler divergence of the model's prediction at the iterate from
+    its prediction at x, maximized, labels unused (TRADES's inner maximization,
+    Zhang et al. 2019; untargeted only). The KL's gradient vanishes at x itself,
+    so start it off x: ``random_start``, or TRADES's x + N(0, 0.001^2) as
+    :class:`uae_tf.models.TRADESTraining` does.
 
     Success is decided after the loop from the model's prediction on the returned
     examples (outside the compiled loop): the predicted class differs from the
@@ -34,7 +39,7 @@ class PGDAttack(Attack):
         steps: Iterations (paper: 100).
         step_size: Step per iteration; default ``2.5 * epsilon / steps`` (the
             paper's appendix H).
-        loss: ``"margin"`` (default) or ``"crossentropy"``.
+        loss: ``"margin"`` (default), ``"crossentropy"`` or ``"kl"``.
         targeted: Whether the labels passed to the attack are target classes.
         random_start: Start from a uniform draw in the epsilon ball, drawn from
             ``(seed, index)`` per sample.
@@ -85,6 +90,9 @@ class PGDAttack(Attack):
         self.step_size = _validation.check_positive_float(step_size, "step_size")
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}. Received: loss={loss!r}")
+        if loss == "kl" and self.targeted:
+            raise ValueError("loss='kl' (TRADES) moves the prediction away from the clean "
+                             "one and has no target: use targeted=False. Received: targeted=True")
         self.loss = loss
         self.random_start = bool(random_start)
         self._start = tf.function(self._random_start, reduce_retracing=True)
@@ -159,20 +167,25 @@ class PGDAttack(Attack):
         )
         return tf.clip_by_value(x + noise, 0.0, 1.0)
 
-    def _objective(self, x_adv, labels):
-        """``[B]`` values to minimize: the margin, or -/+ cross-entropy."""
+    def _objective(self, x_adv, labels, clean_log_probs):
+        """``[B]`` values to minimize: the margin, -/+ cross-entropy, or -KL."""
         if self.loss == "margin":
             return self.criterion(x_adv, None, {"labels": labels})
         logits = self.model(x_adv, training=False)
+        if self.loss == "kl":
+            log_probs = tf.nn.log_softmax(logits)
+            return -tf.reduce_sum(tf.exp(clean_log_probs) * (clean_log_probs - log_probs), -1)
         xent = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
         return xent if self.targeted else -xent
 
     def _attack_loop(self, x, x_adv, labels, epsilon, step_size):
         low, high = tf.maximum(x - epsilon, 0.0), tf.minimum(x + epsilon, 1.0)
+        clean_log_probs = (tf.stop_gradient(tf.nn.log_softmax(self.model(x, training=False)))
+                           if self.loss == "kl" else None)
         for _ in tf.range(self.steps):
             with tf.GradientTape() as tape:
                 tape.watch(x_adv)
-                objective = tf.reduce_sum(self._objective(x_adv, labels))
+                objective = tf.reduce_sum(self._objective(x_adv, labels, clean_log_probs))
             grad = tape.gradient(objective, x_adv)
             x_adv = tf.clip_by_value(x_adv - step_size * tf.sign(grad), low, high)
         return x_adv

@@ -44,6 +44,7 @@ from uae_tf._validation import (
     check_choice,
     check_images,
     check_non_negative_int,
+    check_positive_float,
     check_positive_int,
     check_seed,
 )
@@ -163,6 +164,7 @@ def train_classifier(
     adversary=None,
     clean_epochs=0,
     ramp_epochs=0,
+    trades_beta=None,
 ):
     """Trains the Carlini-Wagner classifier on a dataset's train split.
 
@@ -201,6 +203,11 @@ def train_classifier(
         ramp_epochs: With ``adversary``, then grow epsilon linearly from 0 to the
             attack's over ``ramp_epochs`` epochs (default 0: the full epsilon at
             once). Both are recorded as ``config.adversary_schedule``.
+        trades_beta: With ``adversary``, ``None`` (default) trains Madry et al.'s
+            objective (:class:`AdversarialTraining`); a float beta trains TRADES's
+            (:class:`TRADESTraining`; Zhang et al.'s MNIST beta is 1.0, and the
+            adversary should maximize the KL: ``PGDAttack(loss="kl")``). Recorded
+            as ``config.trades_beta``.
 
     Returns:
         ``(model, record)``: the trained classifier (logits) and the dict written to
@@ -212,7 +219,8 @@ def train_classifier(
     Raises:
         ValueError: for an unknown ``dataset``, images smaller than 16x16, or an
             invalid ``epochs``, ``batch_size``, ``seed``, ``limit``, ``x``, ``y``,
-            ``clean_epochs`` or ``ramp_epochs`` (non-zero without ``adversary``).
+            ``clean_epochs``, ``ramp_epochs`` (non-zero without ``adversary``) or
+            ``trades_beta`` (not positive, or without ``adversary``).
         uae_tf.datasets.DatasetUnavailableError: if the dataset is neither cached nor
             downloadable.
 
@@ -237,6 +245,11 @@ def train_classifier(
             f"too. Received: clean_epochs={clean_epochs!r}, ramp_epochs={ramp_epochs!r}, "
             "adversary=None"
         )
+    if trades_beta is not None:
+        if adversary is None:
+            raise ValueError("trades_beta weighs TRADES's robust term; pass an adversary too. "
+                             f"Received: trades_beta={trades_beta!r}, adversary=None")
+        trades_beta = check_positive_float(trades_beta, "trades_beta")
     if (x is None) != (y is None):
         raise ValueError("x and y go together: pass both training images and labels, or neither.")
     if out is not None:
@@ -261,9 +274,10 @@ def train_classifier(
     trained, attack = model, None
     if adversary is not None:
         attack = adversary(model)
-        trained = AdversarialTraining(
-            model, attack, seed=seed, clean_steps=schedule["clean_epochs"] * steps_per_epoch,
-            ramp_steps=schedule["ramp_epochs"] * steps_per_epoch)
+        steps = {"clean_steps": schedule["clean_epochs"] * steps_per_epoch,
+                 "ramp_steps": schedule["ramp_epochs"] * steps_per_epoch}
+        trained = (AdversarialTraining(model, attack, seed=seed, **steps) if trades_beta is None
+                   else TRADESTraining(model, attack, beta=trades_beta, seed=seed, **steps))
     start = time.perf_counter()
     history = trained.fit(data, steps_per_epoch=steps_per_epoch, epochs=epochs, shuffle=False,
                           verbose=verbose)
@@ -292,6 +306,8 @@ def train_classifier(
     if attack is not None:
         record["config"]["adversary"] = attack.get_config()
         record["config"]["adversary_schedule"] = schedule
+    if trades_beta is not None:
+        record["config"]["trades_beta"] = trades_beta
     if out is not None:
         save_keras_atomic(model, out / MODEL_FILE)
         write_json_atomic(out / RECORD_FILE, record)
@@ -345,18 +361,84 @@ class AdversarialTraining(keras.Model):
         fraction = tf.clip_by_value((step + 1.0) / max(self.ramp_steps, 1), 0.0, 1.0)
         return tf.where(step < 0, 0.0, self.attack.epsilon * fraction)
 
-    def train_step(self, data):
-        x, y = data
+    def adversarial_examples(self, x, y):
+        """The attack's examples of the batch at the current step's epsilon (x while clean)."""
         epsilon = self.epsilon_at(self.optimizer.iterations)
-        # Drawn at every step, so the draws do not depend on the schedule.
-        noise = keras.random.uniform(keras.ops.shape(x), -1.0, 1.0, seed=self.starts)
+        start = self._start(x, epsilon)
 
         def adversarial():
-            start = x + epsilon * noise if self.attack.random_start else None
             return self.attack.perturb(x, y, start=start, epsilon=epsilon)
 
-        x_adv = keras.ops.stop_gradient(tf.cond(epsilon > 0, adversarial, lambda: x))
-        return super().train_step((x_adv, y))
+        return keras.ops.stop_gradient(tf.cond(epsilon > 0, adversarial, lambda: x))
+
+    def _start(self, x, epsilon):
+        """Madry et al.'s start: uniform in the epsilon ball (or x without ``random_start``)."""
+        # Drawn at every step, so the draws do not depend on the schedule.
+        noise = keras.random.uniform(keras.ops.shape(x), -1.0, 1.0, seed=self.starts)
+        return x + epsilon * noise if self.attack.random_start else None
+
+    def train_step(self, data):
+        x, y = data
+        return super().train_step((self.adversarial_examples(x, y), y))
+
+
+class TRADESTraining(AdversarialTraining):
+    """Trains a classifier by TRADES (Zhang et al., 2019): clean loss plus a robust KL term.
+
+    Each step finds x' by the attack from TRADES's start x + N(0, 0.001^2) (the
+    attack should maximize KL(f(x) || f(x')): ``PGDAttack(loss="kl")``, Zhang et
+    al.'s MNIST setting 40 steps of 0.01 at epsilon 0.3) and minimizes
+    ``CE(f(x), y) + beta * KL(f(x) || f(x'))``, the batch mean of each (the
+    published ``trades.py``'s ``trades_loss``; gradients through both terms).
+    The clean-start and epsilon-ramp schedule of :class:`AdversarialTraining`
+    applies (while clean, x' = x and the KL term is 0). ``history`` reports the
+    total ``loss`` and the clean ``accuracy``.
+
+    Args:
+        classifier: A classifier returning logits.
+        attack: An object with ``perturb(x, labels, start, epsilon)`` and
+            ``epsilon``, e.g. ``PGDAttack(classifier, loss="kl")``.
+        beta: Weight of the robust term (1/lambda in TRADES; MNIST 1.0, CIFAR-10 6.0).
+        seed: Seed of the starts.
+        clean_steps: Optimizer steps on clean batches first (default 0).
+        ramp_steps: Optimizer steps over which epsilon then grows to the attack's.
+    """
+
+    START_STDDEV = 0.001  # trades.py: x_natural + 0.001 * randn.
+
+    def __init__(self, classifier, attack, beta=1.0, seed=0, clean_steps=0, ramp_steps=0,
+                 **kwargs):
+        super().__init__(classifier, attack, seed=seed, clean_steps=clean_steps,
+                         ramp_steps=ramp_steps, **kwargs)
+        self.beta = check_positive_float(beta, "beta")
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.accuracy_tracker]
+
+    def _start(self, x, epsilon):
+        return x + self.START_STDDEV * keras.random.normal(keras.ops.shape(x), seed=self.starts)
+
+    def train_step(self, data):
+        x, y = data
+        x_adv = self.adversarial_examples(x, y)
+        with tf.GradientTape() as tape:
+            logits = self.classifier(x, training=True)
+            adversarial_logits = self.classifier(x_adv, training=True)
+            natural = tf.reduce_mean(
+                tf.nn.sparse_softmax_cross_entropy_with_logits(tf.cast(y, tf.int32), logits))
+            clean_log_probs = tf.nn.log_softmax(logits)
+            robust = tf.reduce_mean(tf.reduce_sum(
+                tf.exp(clean_log_probs) * (clean_log_probs - tf.nn.log_softmax(adversarial_logits)),
+                axis=-1))
+            loss = natural + self.beta * robust
+        variables = self.classifier.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        self.loss_tracker.update_state(loss)
+        self.accuracy_tracker.update_state(y, logits)
+        return {metric.name: metric.result() for metric in self.metrics}
 
 
 def predict_labels(model, x, batch_size=256):

@@ -11,6 +11,7 @@ its report (the dict written to ``OUT/report.json``), callable from Python:
 * :func:`run_table3` -- Table 3 / Figure 2: MinMax against the penalty method;
 * :func:`run_figure3` -- Figure 3: MINE-MinMax against PGD for epsilon 0.1 to 1.0;
 * :func:`run_robustness` -- appendix I: PGD against classifiers trained with UAEs;
+* :func:`run_robust_models` -- Figs. 6-8: MinMax and PGD against robust (Madry, TRADES) models;
 * :func:`run_table4` -- Table 4: retraining autoencoders on UAE-augmented data;
 * :func:`run_table6` -- Table 6: the concrete autoencoder (feature selection) with UAEs;
 * :func:`run_table7` -- Table 7: SimCLR retrained on UAE-augmented data;
@@ -36,6 +37,7 @@ from uae_tf.reproduce import (
     adversarial_training,
     figure3,
     figure10b,
+    robust_models,
     robustness,
     second_run,
     table2,
@@ -49,6 +51,7 @@ from uae_tf.reproduce import (
 from uae_tf.reproduce.adversarial_training import run_adversarial_training
 from uae_tf.reproduce.figure10b import run_figure10b
 from uae_tf.reproduce.figure3 import run_figure3
+from uae_tf.reproduce.robust_models import run_robust_models
 from uae_tf.reproduce.robustness import run_robustness
 from uae_tf.reproduce.second_run import run_second_run
 from uae_tf.reproduce.table2 import run_table2
@@ -62,8 +65,8 @@ from uae_tf.reproduce.table9 import run_table9
 # ``uae reproduce NAME``: name -> the experiment's module, in the paper's order.
 EXPERIMENTS = {module.NAME: module for module in (
     table2, table3, figure3, table4, table5, table6, table7, table9, second_run,
-    adversarial_training, robustness, figure10b)}
+    robust_models, adversarial_training, robustness, figure10b)}
 
 __all__ = ["run_table2", "run_table3", "run_figure3", "run_table4", "run_table5", "run_table6",
            "run_table7", "run_table9", "run_second_run", "run_adversarial_training",
-           "run_robustness", "run_figure10b", "EXPERIMENTS"]
+           "run_robust_models", "run_robustness", "run_figure10b", "EXPERIMENTS"]

@@ -1,9 +1,11 @@
-"""What the supervised experiments (table3, figure3, robustness, adversarial-training) share.
+"""What the supervised experiments (table3, figure3, robustness, adversarial-training,
+robust-models) share.
 
 A classifier to attack (given, or trained once into ``OUT/classifier`` and reused
-while its settings hold; adversarially trained on request), the test samples it
-classifies correctly, the command-line options that go with them, and the
-training digits with one conv-autoencoder MINE-UAE each (appendix I, Fig. 9).
+while its settings hold; adversarially trained on request, by Madry et al.'s or
+TRADES's objective, with the training adversary's settings and schedule), the test
+samples it classifies correctly, the command-line options that go with them, and
+the training digits with one conv-autoencoder MINE-UAE each (appendix I, Fig. 9).
 """
 
 import argparse
@@ -12,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from uae_tf import datasets
+from uae_tf import _validation, datasets
 from uae_tf._argtypes import (
     add_quiet_argument,
     add_seed_argument,
@@ -125,6 +127,87 @@ def add_uae_arguments(parser, autoencoder_epochs, steps, mine_steps, view=None):
     )
 
 
+def add_adversary_arguments(parser, epsilon, steps, clean_epochs, ramp_epochs, counted_in):
+    """Adds the training adversary's options (see :func:`training_adversary`).
+
+    ``--train-epsilon``, ``--train-steps``, ``--train-step-size``, ``--clean-epochs``
+    and ``--ramp-epochs``, with these defaults; ``counted_in`` says whose epochs the
+    last two count, for the help.
+    """
+    parser.add_argument(
+        "--train-epsilon", type=float, default=epsilon, metavar="EPS",
+        help="L-infinity bound of the training PGD (default: %(default)s, Madry's MNIST)",
+    )
+    parser.add_argument(
+        "--train-steps", type=int_at_least(1), default=steps, metavar="K",
+        help="steps of the training PGD (default: %(default)s; Madry and TRADES: 40)",
+    )
+    parser.add_argument(
+        "--train-step-size", type=float, metavar="S",
+        help="step of the training PGD (default: 2.5 * epsilon / K; Madry and TRADES: 0.01)",
+    )
+    parser.add_argument(
+        "--clean-epochs", type=int_at_least(0), default=clean_epochs, metavar="E",
+        help=f"epochs on clean batches before the training PGD starts, counted in {counted_in} "
+             "epochs (default: %(default)s; Madry: 0)",
+    )
+    parser.add_argument(
+        "--ramp-epochs", type=int_at_least(0), default=ramp_epochs, metavar="E",
+        help="epochs over which the training epsilon then grows linearly to --train-epsilon "
+             "(default: %(default)s; Madry: 0)",
+    )
+
+
+def training_adversary(epsilon, steps, step_size, seed, loss="crossentropy"):
+    """Keyword arguments of the :class:`uae_tf.PGDAttack` that adversarial training runs.
+
+    Madry et al.'s (``loss="crossentropy"``): a random start in the epsilon ball.
+    TRADES's (``loss="kl"``): no random start of its own, as
+    :class:`uae_tf.models.TRADESTraining` starts it at x + N(0, 0.001^2).
+
+    Args:
+        epsilon: L-infinity bound, in (0, 1].
+        steps: PGD steps.
+        step_size: Step, or ``None`` for ``2.5 * epsilon / steps``.
+        seed: Seed of the random starts.
+        loss: ``"crossentropy"`` (Madry) or ``"kl"`` (TRADES).
+
+    Raises:
+        ValueError: naming an invalid value.
+    """
+    epsilon = _validation.check_positive_float(epsilon, "train_epsilon", upper=1.0)
+    steps = _validation.check_positive_int(steps, "train_steps")
+    return {
+        "epsilon": epsilon,
+        "steps": steps,
+        "step_size": _validation.check_positive_float(
+            step_size or 2.5 * epsilon / steps, "train_step_size"),
+        "loss": loss,
+        "random_start": loss != "kl",
+        "seed": seed,
+    }
+
+
+def adversary_schedule(clean_epochs, ramp_epochs, epochs):
+    """The clean-start and epsilon-ramp schedule of an ``epochs``-long adversarial training.
+
+    Returns:
+        ``{"clean_epochs", "ramp_epochs"}`` for :func:`uae_tf.models.train_classifier`.
+
+    Raises:
+        ValueError: if either is negative, or ``clean_epochs`` leaves no adversarial
+            epoch.
+    """
+    schedule = {"clean_epochs": _validation.check_non_negative_int(clean_epochs, "clean_epochs"),
+                "ramp_epochs": _validation.check_non_negative_int(ramp_epochs, "ramp_epochs")}
+    if clean_epochs >= epochs:
+        raise ValueError(
+            f"clean_epochs must be below the classifier's epochs ({epochs}), or no epoch is "
+            f"adversarial. Received: clean_epochs={clean_epochs!r}"
+        )
+    return schedule
+
+
 def add_run_arguments(parser, seed_of):
     """Adds ``--seed`` (the seed of ``seed_of``), ``--quiet`` and ``--out``."""
     add_seed_argument(parser, help=f"seed of {seed_of}")
@@ -134,7 +217,7 @@ def add_run_arguments(parser, seed_of):
 
 def classifier(out, model=None, dataset="mnist5k", epochs=None, seed=0, data_dir=None,
                verbose=0, name=CLASSIFIER_DIR, x=None, y=None, adversary=None,
-               schedule=None):
+               schedule=None, trades_beta=None):
     """Returns ``(model, facts)``: the classifier to attack and what identifies it.
 
     Args:
@@ -154,6 +237,8 @@ def classifier(out, model=None, dataset="mnist5k", epochs=None, seed=0, data_dir
             adversarial training (see :func:`uae_tf.models.train_classifier`).
         schedule: With ``adversary``, optional keyword arguments ``clean_epochs``
             and ``ramp_epochs`` of :func:`uae_tf.models.train_classifier`.
+        trades_beta: With ``adversary``, ``None`` for Madry et al.'s training or
+            TRADES's beta (see :func:`uae_tf.models.train_classifier`).
 
     Returns:
         The model and a JSON-serializable dict: ``path``, ``sha256`` of the
@@ -170,6 +255,8 @@ def classifier(out, model=None, dataset="mnist5k", epochs=None, seed=0, data_dir
         if adversary is not None:
             config["adversary"] = adversary
             config["adversary_schedule"] = schedule = dict(schedule or {})
+        if trades_beta is not None:
+            config["trades_beta"] = trades_beta
         train_once(
             path,
             config,
@@ -177,7 +264,7 @@ def classifier(out, model=None, dataset="mnist5k", epochs=None, seed=0, data_dir
                 dataset, epochs=epochs, seed=seed, out=directory, data_dir=data_dir,
                 verbose=verbose, x=x, y=y,
                 adversary=None if adversary is None else functools.partial(PGDAttack, **adversary),
-                **(schedule or {}),
+                trades_beta=trades_beta, **(schedule or {}),
             ),
         )
     else:

@@ -42,7 +42,6 @@ from pathlib import Path
 import numpy as np
 
 from uae_tf import _validation, datasets
-from uae_tf._argtypes import int_at_least
 from uae_tf.attacks import PGDAttack
 from uae_tf.reproduce import _supervised, paper
 from uae_tf.reproduce.reports import (
@@ -143,27 +142,9 @@ def run_adversarial_training(
     if view not in VIEWS:
         raise ValueError(f"view must be one of {VIEWS}. Received: {view!r}")
     epsilons = tuple(sorted(set(epsilons)))
-    train_epsilon = _validation.check_positive_float(train_epsilon, "train_epsilon", upper=1.0)
-    train_steps = _validation.check_positive_int(train_steps, "train_steps")
     classifier_epochs = _validation.check_positive_int(classifier_epochs, "classifier_epochs")
-    schedule = {"clean_epochs": _validation.check_non_negative_int(clean_epochs, "clean_epochs"),
-                "ramp_epochs": _validation.check_non_negative_int(ramp_epochs, "ramp_epochs")}
-    if clean_epochs >= classifier_epochs:
-        raise ValueError(
-            f"clean_epochs must be below classifier_epochs ({classifier_epochs}), or no "
-            f"epoch is adversarial. Received: clean_epochs={clean_epochs!r}"
-        )
-    # Keyword arguments of the training PGDAttack (Madry et al.: random start,
-    # cross-entropy).
-    adversary = {
-        "epsilon": train_epsilon,
-        "steps": train_steps,
-        "step_size": _validation.check_positive_float(
-            train_step_size or 2.5 * train_epsilon / train_steps, "train_step_size"),
-        "loss": "crossentropy",
-        "random_start": True,
-        "seed": seed,
-    }
+    schedule = _supervised.adversary_schedule(clean_epochs, ramp_epochs, classifier_epochs)
+    adversary = _supervised.training_adversary(train_epsilon, train_steps, train_step_size, seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     check_config(out, {"dataset": dataset, "limit": limit, "n": n,
@@ -318,28 +299,9 @@ def add_arguments(parser):
     _supervised.add_uae_classifier_arguments(
         parser, ("Adv. training", "Adv. training-UAE"), DEFAULT_LIMIT, DEFAULT_N,
         DEFAULT_EPSILONS, DEFAULT_CLASSIFIER_EPOCHS)
-    parser.add_argument(
-        "--train-epsilon", type=float, default=DEFAULT_TRAIN_EPSILON, metavar="EPS",
-        help="L-infinity bound of the training PGD (default: %(default)s, Madry's MNIST)",
-    )
-    parser.add_argument(
-        "--train-steps", type=int_at_least(1), default=DEFAULT_TRAIN_STEPS, metavar="K",
-        help="steps of the training PGD (default: %(default)s; Madry: 40)",
-    )
-    parser.add_argument(
-        "--train-step-size", type=float, metavar="S",
-        help="step of the training PGD (default: 2.5 * epsilon / K; Madry: 0.01)",
-    )
-    parser.add_argument(
-        "--clean-epochs", type=int_at_least(0), default=DEFAULT_CLEAN_EPOCHS, metavar="E",
-        help="epochs on clean batches before the training PGD starts, counted in "
-             "Adv. training-UAE epochs (default: %(default)s; Madry: 0)",
-    )
-    parser.add_argument(
-        "--ramp-epochs", type=int_at_least(0), default=DEFAULT_RAMP_EPOCHS, metavar="E",
-        help="epochs over which the training epsilon then grows linearly to --train-epsilon "
-             "(default: %(default)s; Madry: 0)",
-    )
+    _supervised.add_adversary_arguments(
+        parser, DEFAULT_TRAIN_EPSILON, DEFAULT_TRAIN_STEPS, DEFAULT_CLEAN_EPOCHS,
+        DEFAULT_RAMP_EPOCHS, counted_in="Adv. training-UAE")
     _supervised.add_uae_arguments(parser, DEFAULT_AUTOENCODER_EPOCHS, DEFAULT_STEPS,
                                   DEFAULT_MINE_STEPS, view="auto")
     _supervised.add_run_arguments(parser, seed_of="the models and attacks")

@@ -55,6 +55,7 @@ def run_figure3(
     view="auto",
     epsilons=EPSILONS,
     seed=0,
+    figure_samples=None,
     verbose=True,
 ):
     """Runs the Figure 3 experiment into ``out`` (resuming what is there).
@@ -71,6 +72,7 @@ def run_figure3(
         view: Per-sample MINE view (``auto``, ``conv``, ``random``).
         epsilons: L-infinity bounds, one column each (default 0.1, 0.2, ..., 1.0).
         seed: Seed of the classifier and the attacks.
+        figure_samples: Rows of the grid, the first samples (default: all ``n``).
         verbose: Print progress.
 
     Returns:
@@ -116,7 +118,10 @@ def run_figure3(
             say(f"{method} epsilon={epsilon:.1f}: ASR {rows[-1]['asr']:.0%}, mean L2 "
                 f"{rows[-1]['l2']:.3g} ({seconds:.0f} s)")
 
-    _plot(out / FIGURE, x, examples, epsilons)
+    shown = n if figure_samples is None else min(n, figure_samples)
+    _plot(out / FIGURE, x[:shown],
+          {m: [(x_adv[:shown], success[:shown]) for x_adv, success in per_epsilon]
+           for m, per_epsilon in examples.items()}, epsilons)
     report = {
         "rows": rows,
         "config": {

@@ -76,7 +76,7 @@ def plot_asr_against_epsilon(path, rows, models, title):
     for name, label in models.items():
         points = [(r["epsilon"], r["asr"]) for r in rows if r["model"] == name]
         ax.plot(*zip(*points), marker="o", label=label)
-    ax.set_xlabel("ε (L∞ bound of PGD)")
+    ax.set_xlabel("ε (L∞ bound of the attack)")
     ax.set_ylabel("attack success rate")
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(title)

@@ -36,9 +36,9 @@ Writes, and resumes from, ``OUT``::
     OUT/report.json, OUT/report.md, OUT/table5.png
 """
 
-import argparse
 import time
 
+from uae_tf._argtypes import names_among
 from uae_tf.augmentation import ConventionalAugmentation
 from uae_tf.reproduce import _retraining, paper
 from uae_tf.reproduce.reports import cell, markdown_table, plot_grouped_bars, write_report
@@ -246,18 +246,10 @@ def add_arguments(parser):
     parser.add_argument("--noise", type=float, default=DEFAULT_NOISE, metavar="SIGMA",
                         help="Gaussian noise sigma (default: %(default)s, appendix F; "
                         "Table 5's label says 0.01)")
-    parser.add_argument("--settings", type=_settings, default=SETTINGS, metavar="S1,S2",
+    parser.add_argument("--settings", type=names_among(SETTINGS), default=SETTINGS,
+                        metavar="S1,S2",
                         help=f"conventional augmentations to run, some of {','.join(SETTINGS)} "
                         "(default: all)")
-
-
-def _settings(text):
-    """Parses ``--settings``: comma-separated names of :data:`SETTINGS`."""
-    names = tuple(name.strip() for name in text.split(","))
-    if not names or any(name not in SETTINGS for name in names):
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated names of {', '.join(SETTINGS)}, got {text!r}")
-    return names
 
 
 def run(args):

@@ -39,6 +39,7 @@ import time
 
 from autoencoders import concrete
 from uae_tf import _validation
+from uae_tf._argtypes import names_among
 from uae_tf.reproduce import _retraining, paper
 from uae_tf.reproduce.reports import (
     cell,
@@ -271,15 +272,6 @@ def _positive_floats(text):
     return values
 
 
-def _archs(text):
-    """Parses a comma-separated subset of :data:`ARCHS`."""
-    archs = tuple(arch.strip() for arch in text.split(","))
-    if not all(arch in ARCHS for arch in archs):
-        raise argparse.ArgumentTypeError(
-            f"expected a comma-separated subset of {','.join(ARCHS)}, got {text!r}")
-    return archs
-
-
 def add_arguments(parser):
     """Adds the options of ``uae reproduce table9``."""
     _retraining.add_arguments(parser, DEFAULT_LIMIT, DEFAULT_EPOCHS, DEFAULT_EPOCHS)
@@ -287,7 +279,7 @@ def add_arguments(parser):
                         help="step sizes of delta (default: %s)" % ",".join(map(str, ALPHAS)))
     parser.add_argument("--betas", type=_positive_floats, default=BETAS, metavar="B1,B2",
                         help="steps of c (default: %s)" % ",".join(map(str, BETAS)))
-    parser.add_argument("--archs", type=_archs, default=ARCHS, metavar="A1,A2",
+    parser.add_argument("--archs", type=names_among(ARCHS), default=ARCHS, metavar="A1,A2",
                         help="autoencoders: conv, concrete or both (default: %s)"
                         % ",".join(ARCHS))
 
