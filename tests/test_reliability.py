@@ -25,6 +25,7 @@ from uae_tf.cli import main
 from uae_tf.criteria import MarginCriterion, ReconstructionCriterion
 from uae_tf.evaluation import reconstruction_error
 from uae_tf.mine import estimate_mutual_information
+from uae_tf.reproduce import table7
 from uae_tf.reproduce.figure10b import run_figure10b
 from uae_tf.views import RandomView
 
@@ -359,7 +360,7 @@ def test_figure10b_checks_what_its_table7_directory_is(small_run, tmp_path):
     runs.check_config(table4, {"seeds": [0], "dataset": "mnist5k"}, format="uae-tf/table4/v1")
     unfinished = tmp_path / "table7"
     unfinished.mkdir()
-    runs.check_config(unfinished, {"seeds": [0]}, format="uae-tf/table7/v1")
+    runs.check_config(unfinished, {"seeds": [0]}, format=table7.FORMAT)
     expected = "is not a finished 'uae reproduce table7' directory"
     cases = [(out, "its config.json is of format 'uae-tf/generation/v1'"),
              (table4, "its config.json is of format 'uae-tf/table4/v1'"),
